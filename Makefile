@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/bench data info
 	$(BIN)/bench tasks
 	$(BIN)/bench data benchmark --rate 100
-	$(BIN)/bench pretrain --method jepa --preset smoke
+	$(BIN)/bench run --method jepa --task all --preset smoke
 	@echo
 	@echo "Done. Everything generated is under results/: data/ (the synthetic dataset), cache/,"
 	@echo "pretrain/ (checkpoints and loss history) and mlflow.db (browse with: .venv/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db)."

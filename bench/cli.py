@@ -343,6 +343,13 @@ def pretrain_command(
     no_progress,
 ) -> None:
     """Pre-train one SSL method on the training folds (1-8), plus any --extra-data corpora."""
+    from bench.evaluate.subjects import REFERENCES
+
+    if method in REFERENCES:
+        raise BenchError(
+            f"{method} is a reference row without pre-training",
+            hint=f"evaluate it with: bench run --method {method}",
+        )
     from bench.data.cache import prepare_cache
     from bench.data.corpus import prepare_corpus
     from bench.train import EngineConfig, pretrain, resolve_config
@@ -389,15 +396,308 @@ def pretrain_command(
     click.echo(f"checkpoint: {result.final_checkpoint}")
 
 
+# --------------------------------------------------------------------------- evaluation
+def engine_options(f):
+    """Options shared by the commands that train (device, precision, tracking, progress)."""
+    options = [
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N"),
+        click.option(
+            "--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=2,
+            show_default=True,
+            help="DataLoader worker processes for pre-training",
+        ),
+        click.option("--no-mlflow", is_flag=True, help="do not log to MLflow"),
+        click.option(
+            "--tracking-uri",
+            default=None,
+            help="MLflow tracking server (default: $MLFLOW_TRACKING_URI or results/mlflow.db)",
+        ),
+        click.option("--no-progress", is_flag=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def set_options(f):
+    f = click.option(
+        "--eval-set",
+        "eval_overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="override a protocol setting, e.g. finetune.epochs=10 (see `bench protocols`)",
+    )(f)
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="override a method config field, e.g. optim.lr=5e-4 (repeatable)",
+    )(f)
+
+
+def _engine(device, precision, workers, no_mlflow, tracking_uri, no_progress):
+    from bench.train import EngineConfig
+
+    return EngineConfig(
+        device=device,
+        precision=precision,
+        workers=workers,
+        mlflow=not no_mlflow,
+        tracking_uri=tracking_uri,
+        progress=not no_progress,
+    )
+
+
+def _csv_floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise BenchError(f"--label-fractions {text!r}: expected numbers like 0.01,0.1,1") from None
+
+
+@cli.command("run")
+@click.option("--method", "methods", required=True, help="method(s), comma-separated, or 'all'")
+@click.option(
+    "--task",
+    "tasks",
+    default="all",
+    show_default=True,
+    help="'all' (the four benchmark tasks) or names",
+)
+@click.option(
+    "--protocol",
+    "protocols",
+    default="linear,finetune",
+    show_default=True,
+    help="linear, attentive, finetune (comma-separated)",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="downstream seeds 0..N-1 per task and protocol",
+)
+@click.option(
+    "--label-fractions",
+    default="1",
+    show_default=True,
+    help="fractions of the training folds, e.g. 0.01,0.1,1",
+)
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--encoder", default=None, help="encoder size (default: the preset's / paper's)")
+@set_options
+@click.option("--tuned", is_flag=True, help="use the best protocol settings found by `bench tune`")
+@data_dir_option
+@skip_bad_option
+@engine_options
+def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
+    """Pre-train (or reuse), evaluate every task x protocol x seed, update the leaderboard."""
+    from bench.evaluate.run import RunPlan, run_benchmark, summary_table
+    from bench.evaluate.subjects import method_names
+    from bench.task import resolve_tasks
+
+    plan = RunPlan(
+        methods=tuple(method_names(methods)),
+        tasks=tuple(resolve_tasks(tasks)),
+        protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
+        seeds=seeds,
+        fractions=_csv_floats(label_fractions),
+        preset=preset,
+        encoder=encoder,
+        overrides=tuple(overrides),
+        eval_overrides=tuple(eval_overrides),
+        tuned=tuned,
+    )
+    from bench.evaluate.config import resolve_eval_config
+
+    resolve_eval_config(preset, eval_overrides)  # bad --eval-set fails before any training
+    dataset = open_dataset(data_dir, skip_bad=skip_bad, quiet=no_progress)
+    report_skipped(dataset)
+    started = time.time()
+    engine = _engine(device, precision, workers, no_mlflow, tracking_uri, no_progress)
+    records = run_benchmark(plan, dataset, engine, echo=lambda m: click.echo(m, err=True))
+    kind = "  [SYNTHETIC data: not a result about real ECG]" if dataset.is_synthetic else ""
+    click.echo(f"\ndataset: {dataset.name}{kind}")
+    click.echo("test macro AUROC on fold 10, point(CI 5-95 %):")
+    click.echo(summary_table(records))
+    click.echo(f"wall time: {time.time() - started:.0f} s")
+
+
+@cli.command("tune")
+@click.option("--method", required=True, help="a registered method or reference row")
+@click.option("--task", required=True, help="one task name")
+@click.option(
+    "--protocol", default="linear", show_default=True, help="linear, attentive or finetune"
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="trials the study should have (a resumed study runs only the missing ones)",
+)
+@click.option(
+    "--pretrain",
+    "tune_pretrain",
+    is_flag=True,
+    help="tune the method's pre-training hyperparameters (objective: linear-probe validation AUROC)",
+)
+@click.option(
+    "--storage",
+    default=None,
+    help="Optuna storage URL (default: $BENCH_OPTUNA_STORAGE or sqlite results/optuna.db)",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="sampler and downstream seed")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--encoder", default=None, help="encoder size")
+@set_options
+@data_dir_option
+@skip_bad_option
+@engine_options
+def tune_command(method, task, protocol, trials, tune_pretrain, storage, seed, preset, encoder, overrides, eval_overrides, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
+    """Tune on the validation fold (9) with Optuna; fold 10 is never read."""
+    from bench import tuning
+    from bench.config import config_hash
+    from bench.evaluate.config import check_protocol, resolve_eval_config
+    from bench.evaluate.run import RunPlan, prepare_subject
+    from bench.evaluate.runner import Evaluator
+    from bench.evaluate.subjects import REFERENCES, method_names, subject_config
+    from bench.task import TASKS
+    from bench.tracking import start_run
+    from bench.train import resolve_device
+
+    (name,) = method_names(method)[:1]
+    spec = TASKS.get(task)
+    check_protocol(protocol)
+    base = resolve_eval_config(preset, eval_overrides)
+    dataset = open_dataset(data_dir, skip_bad=skip_bad, quiet=no_progress)
+    report_skipped(dataset)
+    engine = _engine(device, precision, workers, no_mlflow, tracking_uri, no_progress)
+    td = spec.build(dataset)
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+
+    def evaluator_for(extra: list[str]) -> Evaluator:
+        plan = RunPlan(methods=(name,), tasks=(spec,), preset=preset, encoder=encoder,
+                       overrides=tuple(overrides) + tuple(extra))  # fmt: skip
+        subject, cache = prepare_subject(name, plan, dataset, engine, echo)
+        return Evaluator(subject, dataset, cache, base, resolve_device(device), precision)
+
+    def tracking(run_name: str):
+        return start_run(run_name, enabled=engine.mlflow, uri=tracking_uri, nested=True,
+                         tags={"kind": "tuning-trial"})  # fmt: skip
+
+    with start_run(f"bench tune {name} {task} {'pretrain' if tune_pretrain else protocol}",
+                   enabled=engine.mlflow, uri=tracking_uri, tags={"kind": "tuning"}) as parent:  # fmt: skip
+        if tune_pretrain:
+            if name in REFERENCES:
+                raise BenchError(f"{name} has no pre-training to tune")
+            cfg = subject_config(name, preset, overrides, encoder)
+            study_name = f"pretrain/{name}/{task}/{config_hash(cfg)[:8]}"
+            study = tuning.tune_pretraining(
+                name, td, trials, evaluator_for, name=study_name, storage=storage, seed=seed,
+                tracking=tracking, echo=echo,
+            )  # fmt: skip
+        else:
+            study = tuning.tune_protocol(
+                evaluator_for([]), td, protocol, trials, base, storage=storage, seed=seed,
+                tracking=tracking, echo=echo,
+            )  # fmt: skip
+        best = study.best_trial
+        parent.log_params({"study": study.study_name, "trials": trials})
+        parent.log_metrics({"best_val_macro_auroc": best.value})
+    click.echo(f"study {study.study_name} in {tuning.storage_url(storage)}")
+    click.echo(
+        f"trials: {len(study.trials)}; best #{best.number}: validation macro AUROC {best.value:.4f}"
+    )
+    for key, value in best.params.items():
+        click.echo(f"  {key} = {value}")
+    if not tune_pretrain:
+        click.echo(
+            f"use them: bench run --method {name} --task {task} --protocol {protocol} --preset {preset} --tuned"
+        )
+    else:
+        click.echo(
+            "use them: bench run --method "
+            + name
+            + " "
+            + " ".join(f"--set {k}={v}" for k, v in best.params.items())
+        )
+
+
+@cli.command("protocols")
+@click.option("--preset", default=None, help="show the values a preset gives")
+def protocols_command(preset) -> None:
+    """The downstream protocols and every --eval-set key with its value."""
+    from bench.config import flat_keys
+    from bench.evaluate.config import PROTOCOLS, resolve_eval_config
+
+    cfg = resolve_eval_config(preset)
+    click.echo("protocols: " + ", ".join(PROTOCOLS))
+    for key in flat_keys(cfg):
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        click.echo(f"  {key} = {value}")
+
+
+@cli.command("ui")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="bind address (127.0.0.1 keeps it private)",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="store to browse (default: $MLFLOW_TRACKING_URI or results/mlflow.db)",
+)
+@click.option("--print-command", is_flag=True, help="print the command instead of starting it")
+def ui_command(port, host, tracking_uri, print_command) -> None:
+    """Start the MLflow UI on the harness's tracking store (bound to 127.0.0.1 by default)."""
+    import os
+    import shlex
+    import subprocess
+
+    from bench.tracking import ui_command_line
+
+    argv = ui_command_line(host, port, tracking_uri)
+    if print_command:
+        click.echo(shlex.join(argv))
+        return
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"warning: the MLflow UI will be reachable from other machines on {host}", err=True
+        )
+    click.echo(f"MLflow UI at http://{host}:{port} (Ctrl-C to stop)", err=True)
+    sys.exit(subprocess.call(argv, env=os.environ.copy()))
+
+
 @cli.command("methods")
 def methods_command() -> None:
     """List the registered SSL methods and their paper defaults."""
+    from bench.evaluate.subjects import REFERENCE_PROTOCOLS
     from bench.method import METHODS
 
     for name in METHODS.names():
         cls = METHODS.get(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         click.echo(f"{name:12s} {doc}")
+    for name, protocols in REFERENCE_PROTOCOLS.items():
+        what = (
+            "randomly initialised encoder"
+            if name == "random"
+            else "encoder trained from scratch on the task"
+        )
+        click.echo(f"{name:12s} reference row: {what} ({', '.join(protocols)})")
 
 
 def main(argv: list[str] | None = None) -> None:

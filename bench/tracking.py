@@ -73,7 +73,9 @@ class Tracker:
         if self._run:
             import mlflow
 
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+            client = mlflow.MlflowClient()
+            for k, v in tags.items():
+                client.set_tag(self.run_id, k, str(v))
 
 
 @contextlib.contextmanager
@@ -102,6 +104,8 @@ def start_run(
         with contextlib.suppress(Exception):  # another process may create it at the same time
             mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    # Inside an active run (a pre-training started by `bench run`) the new run nests under it.
+    nested = nested or mlflow.active_run() is not None
     run = mlflow.start_run(
         experiment_id=experiment.experiment_id, run_name=run_name, nested=nested, tags=tags
     )
@@ -126,3 +130,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[prefix + k] = v
     return out
+
+
+def ui_command_line(host: str, port: int, uri: str | None = None) -> list[str]:
+    """The ``mlflow ui`` command for the harness's store and artifact location."""
+    import sys
+
+    artifacts = results_dir() / "mlartifacts"
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", tracking_uri(uri),
+        "--default-artifact-root", artifacts.as_uri(),
+        "--host", host,
+        "--port", str(port),
+    ]  # fmt: skip

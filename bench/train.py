@@ -265,6 +265,7 @@ class PretrainResult:
     wall_seconds: float
     resumed_from: int
     reused: bool = False  # a finished run with the same config, data and precision was found
+    train_seconds: float = 0.0  # optimisation time over all attempts (resumes included)
 
 
 def _distributed() -> tuple[int, int]:
@@ -329,9 +330,12 @@ def pretrain(
     if final_path.is_file() and not force:
         done = load_checkpoint(final_path)
         steps = int(done["step"])
+        seconds = float(done.get("train_seconds", 0.0))
         return PretrainResult(
-            run_dir, final_path, steps, list(done["losses"]), 0.0, 0.0, steps, reused=True
-        )
+            run_dir, final_path, steps, list(done["losses"]),
+            steps * cfg.optim.batch_size / max(seconds, 1e-9), 0.0, steps,
+            reused=True, train_seconds=seconds,
+        )  # fmt: skip
 
     rows = training_rows(cache, dataset)
     leads = lead_indices(cfg.data.leads)
@@ -345,7 +349,7 @@ def pretrain(
         betas=cfg.optim.betas,
         eps=cfg.optim.eps,
     )
-    start_step, losses = 0, []
+    start_step, losses, prior_seconds = 0, [], 0.0
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
         if state["run"] != run_name:
@@ -353,6 +357,7 @@ def pretrain(
         model.load_state_dict(state["model"], strict=True)
         opt.load_state_dict(state["optimizer"])
         start_step, losses = int(state["step"]), list(state["losses"])
+        prior_seconds = float(state.get("train_seconds", 0.0))
     elif not resume and run_dir.exists() and rank == 0:
         shutil.rmtree(run_dir)  # a fresh start must not mix with an older attempt
     if rank == 0:
@@ -499,13 +504,21 @@ def pretrain(
                             "optimizer": opt.state_dict(),
                             "step": done,
                             "losses": losses,
+                            "train_seconds": prior_seconds + elapsed,
                         },
                     )
         bar.close()
         wall = time.perf_counter() - started
         if rank == 0 and end == o.steps:
             save_checkpoint(
-                final_path, {**meta, "model": model.state_dict(), "step": end, "losses": losses}
+                final_path,
+                {
+                    **meta,
+                    "model": model.state_dict(),
+                    "step": end,
+                    "losses": losses,
+                    "train_seconds": prior_seconds + wall,
+                },
             )
             with open(run_dir / "history.jsonl", "w") as f:
                 for i, value in enumerate(losses):
@@ -515,8 +528,9 @@ def pretrain(
     if world > 1:
         dist.barrier()
     return PretrainResult(
-        run_dir, final_path, end, losses, samples / max(wall, 1e-9), wall, start_step
-    )
+        run_dir, final_path, end, losses, samples / max(wall, 1e-9), wall, start_step,
+        train_seconds=prior_seconds + wall,
+    )  # fmt: skip
 
 
 def _mix(*values: int) -> int:

@@ -35,6 +35,9 @@ CODE_SETS = [
 def _isolated_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("PTBXL_DIR", raising=False)
     monkeypatch.delenv("BENCH_CACHE_DIR", raising=False)
+    # mlflow.set_tracking_uri exports this variable: never let one test's store leak into another
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("BENCH_OPTUNA_STORAGE", raising=False)
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "results"))
 
 
@@ -94,3 +97,13 @@ def make_ptbxl(root: Path, n: int = 30, rates=(100, 500), seed: int = 0) -> Path
 @pytest.fixture
 def mini_ptbxl(tmp_path) -> Path:
     return make_ptbxl(tmp_path / "mini-ptbxl")
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A small embedded-style synthetic PTB-XL (240 records at 100 Hz, every fold populated),
+    generated once per test session."""
+    from bench.data.synthetic import generate_synthetic_ptbxl
+
+    root = tmp_path_factory.mktemp("small-synthetic") / "data"
+    return generate_synthetic_ptbxl(root, n=240, seed=3, rates=(100,), workers=2, progress=False)

@@ -1,0 +1,185 @@
+"""``bench run``: pre-train (or reuse), evaluate every task x protocol x fraction x seed, update
+the leaderboard, print a summary. Finished records are skipped, so a killed run continues where
+it stopped and never duplicates anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.errors import BenchError
+from bench.evaluate.config import check_protocol, resolve_eval_config
+from bench.evaluate.metrics import ci_notation
+from bench.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything ``bench run`` was asked to do (logged as the parent run's parameters)."""
+
+    methods: tuple[str, ...]
+    tasks: tuple[TaskSpec, ...]
+    protocols: tuple[str, ...] = ("linear", "finetune")
+    seeds: int = 1
+    fractions: tuple[float, ...] = (1.0,)
+    preset: str = "cpu"
+    encoder: str | None = None
+    overrides: tuple[str, ...] = ()
+    eval_overrides: tuple[str, ...] = ()
+    tuned: bool = False
+
+    def __post_init__(self) -> None:
+        for p in self.protocols:
+            check_protocol(p)
+        if self.seeds < 1:
+            raise BenchError("--seeds must be at least 1")
+        for f in self.fractions:
+            if not 0 < f <= 1:
+                raise BenchError(f"label fraction {f} is not in (0, 1]", hint="e.g. 0.01,0.1,1")
+
+    def describe(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tasks"] = [t.name for t in self.tasks]
+        return d
+
+
+def prepare_subject(name, plan: RunPlan, dataset, engine, echo: Callable[[str], None]):
+    """The subject for ``name`` (pre-training it first when needed) and its cache."""
+    from bench.data.cache import prepare_cache
+    from bench.evaluate.subjects import (
+        REFERENCES,
+        pretrained_subject,
+        reference_subject,
+        subject_config,
+    )
+    from bench.train import load_checkpoint, pretrain
+
+    cfg = subject_config(name, plan.preset, plan.overrides, plan.encoder)
+    cache = prepare_cache(dataset, cfg.data.rate, progress=engine.progress)
+    if name in REFERENCES:
+        return reference_subject(name, cfg, dataset, cache), cache
+    result = pretrain(name, cfg, dataset, cache, engine)
+    if result.reused:
+        echo(f"{name}: reusing the finished pre-training run {result.run_dir.name}")
+    else:
+        echo(
+            f"{name}: pre-trained {result.steps} steps in {result.wall_seconds:.0f} s "
+            f"({result.samples_per_second:.1f} samples/s) -> {result.run_dir.name}"
+        )
+    return pretrained_subject(name, result, load_checkpoint(result.final_checkpoint)), cache
+
+
+def run_benchmark(
+    plan: RunPlan, dataset, engine, echo: Callable[[str], None] = print
+) -> list[dict]:
+    """Run ``plan`` on ``dataset``; returns the records (new and reused) in plan order."""
+    from bench.evaluate.runner import Evaluator
+    from bench.report import write_leaderboards
+    from bench.results import RecordStore
+    from bench.tracking import start_run
+    from bench.train import resolve_device
+
+    eval_cfg = resolve_eval_config(plan.preset, plan.eval_overrides)
+    device = resolve_device(engine.device)
+    store = RecordStore()
+    store.remove_stale_temporaries()
+    task_data = [spec.build(dataset) for spec in plan.tasks]
+    records: list[dict] = []
+    started = time.perf_counter()
+    fresh_count = 0
+
+    def tracking(name: str):
+        return start_run(
+            name, enabled=engine.mlflow, uri=engine.tracking_uri, nested=True,
+            tags={"kind": "evaluation", "dataset": dataset.name},
+        )  # fmt: skip
+
+    with start_run(
+        f"bench run {','.join(plan.methods)}",
+        enabled=engine.mlflow,
+        uri=engine.tracking_uri,
+        tags={"kind": "bench-run", "dataset": dataset.name, "synthetic": dataset.is_synthetic},
+    ) as parent:
+        parent.log_params({"plan": plan.describe(), "dataset": dataset.name})
+        for name in plan.methods:
+            subject, cache = prepare_subject(name, plan, dataset, engine, echo)
+            evaluator = Evaluator(
+                subject, dataset, cache, eval_cfg, device, engine.precision, store
+            )
+            for td in task_data:
+                for protocol in plan.protocols:
+                    if protocol not in subject.protocols:
+                        continue
+                    cfg, tuned = eval_cfg, None
+                    if plan.tuned:
+                        from bench.tuning import tuned_eval_config
+
+                        cfg, tuned = tuned_eval_config(
+                            eval_cfg, subject.run_id, td.task.name, protocol
+                        )
+                    for fraction in plan.fractions:
+                        for seed in range(plan.seeds):
+                            record, fresh = evaluator.evaluate(
+                                td, protocol, seed, fraction, tracking=tracking,
+                                eval_cfg=cfg, tuned=tuned,
+                            )  # fmt: skip
+                            fresh_count += fresh
+                            records.append(record)
+                            echo(_line(record, fresh))
+        written = write_leaderboards(store.records())
+        parent.log_metrics({"records": len(records), "new_records": fresh_count})
+        for directory in written:
+            for path in sorted(directory.iterdir()):
+                parent.log_artifact(path, "leaderboard")
+    skipped = [n for n in plan.methods for p in plan.protocols if not _takes_part(n, p)]
+    if skipped:
+        echo("note: reference rows take part only in their protocols: random (linear, attentive), "
+             "supervised (finetune)")  # fmt: skip
+    echo(
+        f"{len(records)} records ({fresh_count} new, {len(records) - fresh_count} already done) "
+        f"in {time.perf_counter() - started:.0f} s; leaderboard: "
+        + ", ".join(str(d) for d in written)
+    )
+    return records
+
+
+def _takes_part(name: str, protocol: str) -> bool:
+    from bench.evaluate.subjects import REFERENCE_PROTOCOLS
+
+    return protocol in REFERENCE_PROTOCOLS.get(name, (protocol,))
+
+
+def _line(record: dict, fresh: bool) -> str:
+    lo, hi = record["test_macro_auroc_ci"]
+    status = "" if fresh else "  (done earlier, skipped)"
+    return (
+        f"{record['method']:>10s} {record['task']:>16s} {record['protocol']:>9s} "
+        f"frac {record['label_fraction']:g} seed {record['seed']}: test macro AUROC "
+        f"{ci_notation(record['test_macro_auroc'], lo, hi)}  (val {record['selection']['val_macro_auroc']:.3f}, "
+        f"best epoch {record['selection']['best_epoch']}){status}"
+    )
+
+
+def summary_table(records: list[dict]) -> str:
+    """Test macro AUROC ``0.925(08)`` (± sd over seeds), rows method x protocol, columns tasks."""
+    from bench.report import leaderboard_frame
+
+    table = leaderboard_frame(records)
+    if table.empty:
+        return "(no records)"
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    head = f"{'method':>22s} {'protocol':>9s} {'frac':>5s}" + "".join(f" {t:>18s}" for t in tasks)
+    lines = [head, "-" * len(head)]
+    keys = ["method", "encoder", "protocol", "label_fraction"]
+    for (method, encoder, protocol, fraction), part in table.groupby(keys, sort=False):
+        cells = []
+        for task in tasks:
+            hit = part[part.task == task]
+            cells.append(hit["notation"].iloc[0] if len(hit) else "-")
+        label = f"{method} ({encoder})"
+        lines.append(
+            f"{label:>22s} {protocol:>9s} {fraction:>5g}" + "".join(f" {c:>18s}" for c in cells)
+        )
+    return "\n".join(lines)
