@@ -24,7 +24,9 @@ demo: $(STAMP)
 	$(BIN)/bench run --method jepa --task all --preset smoke
 	@echo
 	@echo "Done. Everything generated is under results/: data/ (the synthetic dataset), cache/,"
-	@echo "pretrain/ (checkpoints and loss history) and mlflow.db (browse with: .venv/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow.db)."
+	@echo "pretrain/ (checkpoints), records/ (one JSON + predictions per evaluation), leaderboard/"
+	@echo "and mlflow.db (browse it with: .venv/bin/bench ui). On real data: PTBXL_DIR=/path/to/ptb-xl make demo,"
+	@echo "or .venv/bin/bench run --method all --task all --preset cpu --data-dir /path/to/ptb-xl"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -623,12 +623,8 @@ def tune_command(method, task, protocol, trials, tune_pretrain, storage, seed, p
             f"use them: bench run --method {name} --task {task} --protocol {protocol} --preset {preset} --tuned"
         )
     else:
-        click.echo(
-            "use them: bench run --method "
-            + name
-            + " "
-            + " ".join(f"--set {k}={v}" for k, v in best.params.items())
-        )
+        sets = " ".join(f"--set {item}" for item in best.user_attrs.get("overrides", []))
+        click.echo(f"use them: bench run --method {name} --preset {preset} {sets}")
 
 
 @cli.command("protocols")

@@ -17,6 +17,7 @@ import pandas as pd
 from bench.evaluate.metrics import ci_notation
 from bench.paths import results_dir
 
+TASK_ORDER = ("superdiagnostic", "form", "rhythm", "all_statements", "diagnostic", "subdiagnostic")
 GROUP = ["dataset", "method", "kind", "encoder", "run_id", "task", "protocol", "label_fraction"]
 
 
@@ -89,16 +90,26 @@ def markdown(table: pd.DataFrame) -> str:
         "deviation in units of the last digit; `± sd` over seeds where there are several.",
         "",
     ]
-    for (protocol, fraction), part in table.groupby(["protocol", "label_fraction"], sort=True):
-        tasks = sorted(part["task"].unique())
+    order = {p: i for i, p in enumerate(("linear", "attentive", "finetune"))}
+    for (protocol, fraction), part in sorted(
+        table.groupby(["protocol", "label_fraction"]),
+        key=lambda g: (order.get(g[0][0], 9), g[0][1]),
+    ):
+        tasks = [t for t in TASK_ORDER if t in set(part["task"])]
+        tasks += sorted(set(part["task"]) - set(tasks))
         lines += [f"## {protocol} (label fraction {fraction:g})", ""]
         lines += ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
-        for (method, encoder), rows in part.groupby(["method", "encoder"], sort=True):
+        runs_per_row = part.groupby(["method", "encoder"])["run_id"].nunique()
+        for (method, encoder, run_id), rows in part.groupby(["method", "encoder", "run_id"]):
             cells = []
             for task in tasks:
                 hit = rows[rows.task == task]
                 cells.append(hit["notation"].iloc[0] if len(hit) else "")
-            lines.append(f"| {method} ({encoder}) | " + " | ".join(cells) + " |")
+            # several configs of one method and size: name the run so rows stay distinct
+            label = f"{method} ({encoder})"
+            if runs_per_row[(method, encoder)] > 1:
+                label += f" `{run_id}`"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

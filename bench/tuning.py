@@ -17,6 +17,7 @@ objective calls :meth:`bench.evaluate.runner.Evaluator.fit`, which refuses it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,9 @@ def storage_url(url: str | None = None) -> str:
 
 
 def _storage(url: str | None):
-    # The heartbeat marks trials of killed processes FAILED, so a resumed study re-runs them.
+    # The heartbeat marks trials of killed processes FAILED, so a resumed study re-runs them
+    # (optuna flags heartbeats as experimental; the warning is noise for users).
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna.storages.RDBStorage(
         storage_url(url), heartbeat_interval=30, grace_period=90,
         engine_kwargs={"connect_args": {"timeout": 60}} if storage_url(url).startswith("sqlite") else {},
@@ -166,7 +169,8 @@ def tune_pretraining(
 
     def objective(trial) -> float:
         overrides = cls.search_space(trial)
-        items = [f"{k}={v}" for k, v in overrides.items()]
+        items = [f"{k}={_text(v)}" for k, v in overrides.items()]
+        trial.set_user_attr("overrides", items)  # --set items (search params may be derived)
         with tracking(f"{name}/trial-{trial.number}") if tracking else _null() as tracker:
             if tracker is not None:
                 tracker.log_params({"trial": trial.number, **overrides})
@@ -205,6 +209,13 @@ def tuned_eval_config(
         "params": dict(best.params),
         "val_macro_auroc": best.value,
     }
+
+
+def _text(value: Any) -> str:
+    """A ``--set`` value: tuples as comma lists."""
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 class _null:

@@ -184,3 +184,18 @@ def test_ui_serves_the_store_on_localhost_only(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_tune_pretraining_hyperparameters_with_the_downstream_objective(small_synthetic, tmp_path):
+    """Each trial pre-trains with the method's search space, then scores the linear probe on
+    the validation fold; the trials' pre-training runs are kept and distinct."""
+    results = tmp_path / "results"
+    out = bench(
+        "tune", "--method", "jepa", "--task", "superdiagnostic", "--pretrain", "--trials", "2",
+        "--data-dir", str(small_synthetic), "--no-mlflow", *SMOKE,
+        env={"BENCH_RESULTS_DIR": str(results)},
+    )  # fmt: skip
+    assert "trials: 2" in out.stdout
+    assert "--set optim.lr=" in out.stdout and "--set keep_ratio=" in out.stdout
+    assert len(list((results / "pretrain").glob("jepa-tiny-*/final.pt"))) == 2
+    assert not (results / "records").exists()  # tuning never writes test results

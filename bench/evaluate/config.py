@@ -37,12 +37,14 @@ class LinearConfig(_Checked):
     training statistics (folded into the layer afterwards, so the head stays one ``nn.Linear``).
     """
 
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
+    # Cheap on cached features, so many small steps: measured on the real subset, 60 epochs of
+    # batch 256 at LR 1e-3 were still improving at the last epoch (val AUROC 0.68 vs 0.79).
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    patience: int = 15  # epochs without a better validation macro AUROC before stopping
-    train_crops: int = 16
+    patience: int = 30  # epochs without a better validation macro AUROC before stopping
+    train_crops: int = 8
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,6 @@ EVAL_PRESETS: dict[str, dict[str, Any]] = {
         "finetune.warmup_epochs": 0,
     },
     "cpu": {
-        "linear.epochs": 60,
-        "linear.train_crops": 8,
         "attentive.epochs": 8,
         "attentive.patience": 3,
         "finetune.epochs": 4,

@@ -173,7 +173,13 @@ def summary_table(records: list[dict]) -> str:
     head = f"{'method':>22s} {'protocol':>9s} {'frac':>5s}" + "".join(f" {t:>18s}" for t in tasks)
     lines = [head, "-" * len(head)]
     keys = ["method", "encoder", "protocol", "label_fraction"]
-    for (method, encoder, protocol, fraction), part in table.groupby(keys, sort=False):
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    protocols = ("linear", "attentive", "finetune")
+    groups = sorted(
+        table.groupby(keys),
+        key=lambda g: (methods.index(g[0][0]), g[0][1], protocols.index(g[0][2]), g[0][3]),
+    )
+    for (method, encoder, protocol, fraction), part in groups:
         cells = []
         for task in tasks:
             hit = part[part.task == task]
