@@ -203,3 +203,33 @@ def test_reference_rows_take_part_in_their_protocols_only(synthetic):
     sup = _evaluator(synthetic, "supervised")
     assert sup.subject.protocols == ("finetune",)
     assert sup.eval_cfg.finetune.encoder_lr_scale == 1.0  # from scratch: nothing to preserve
+
+
+@pytest.mark.parametrize("name", __import__("bench.method", fromlist=["METHODS"]).METHODS.names())
+def test_every_method_goes_through_every_protocol(synthetic, name):
+    """The benchmarked encoder of every registered method (a plug-in too) fits all three
+    protocols; the window respects the method's patch (ECG-JEPA / MAE get whole patches)."""
+    import copy
+
+    from bench.evaluate.subjects import Subject
+    from bench.train import build_method, resolve_config
+
+    dataset, cache = synthetic
+    cfg = resolve_config(name, "smoke")
+    encoder = build_method(cfg, name).benchmark_encoder()
+    n_leads = len(cfg.data.leads)
+    subject = Subject(
+        name, f"{name}-contract", "ssl", cfg, ("linear", "attentive", "finetune"),
+        np.zeros(n_leads, np.float32), np.ones(n_leads, np.float32), None,
+        lambda: copy.deepcopy(encoder),
+    )  # fmt: skip
+    ev = Evaluator(
+        subject, dataset, cache, resolve_eval_config("smoke"), torch.device("cpu"), "bf16"
+    )
+    assert ev.window % cfg.encoder.patch_size(cfg.data.rate) == 0 and ev.window <= 250
+    td = TASKS.get("superdiagnostic").build(dataset)
+    for protocol in ("linear", "attentive", "finetune"):
+        fit = ev.fit(td, protocol, seed=0)
+        logits = ev.window_logits(fit, protocol, td.split("val")[0], "val")
+        assert logits.shape == (len(td.split("val")[0]), len(ev.offsets), len(td.classes))
+        assert np.isfinite(logits).all()

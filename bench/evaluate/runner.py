@@ -128,7 +128,8 @@ class Evaluator:
                 results_dir()
                 / "features"
                 / self.subject.run_id
-                / f"w{self.window}-s{round(e.stride_seconds * self.rate)}-c{e.linear.train_crops}"
+                / f"w{self.window}-s{round(e.stride_seconds * self.rate)}"
+                f"-c{e.linear.train_crops}-{self.precision}"
             )
             self._features = P.FeatureStore(
                 directory, self._group_source, self.frozen_encoder(), self.window, self.offsets,
