@@ -480,9 +480,8 @@ def _csv_floats(text: str) -> tuple[float, ...]:
 @click.option(
     "--seeds",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="downstream seeds 0..N-1 per task and protocol",
+    default=None,
+    help="downstream seeds 0..N-1 per task and protocol (default: 3 with --preset paper, else 1)",
 )
 @click.option(
     "--label-fractions",
@@ -507,7 +506,7 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
         methods=tuple(method_names(methods)),
         tasks=tuple(resolve_tasks(tasks)),
         protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
-        seeds=seeds,
+        seeds=seeds or (3 if preset == "paper" else 1),
         fractions=_csv_floats(label_fractions),
         preset=preset,
         encoder=encoder,
