@@ -199,3 +199,20 @@ def test_tune_pretraining_hyperparameters_with_the_downstream_objective(small_sy
     assert "--set optim.lr=" in out.stdout and "--set keep_ratio=" in out.stdout
     assert len(list((results / "pretrain").glob("jepa-tiny-*/final.pt"))) == 2
     assert not (results / "records").exists()  # tuning never writes test results
+
+
+@pytest.mark.ptbxl
+def test_smoke_run_on_the_real_subset(real_ptbxl, tmp_path):
+    """The whole path on real PTB-XL records: cache, pre-training, linear probe, record."""
+    results = tmp_path / "results"
+    out = bench(
+        "run", "--method", "jepa", "--task", "superdiagnostic", "--protocol", "linear",
+        "--data-dir", str(real_ptbxl), "--no-mlflow", *SMOKE,
+        env={"BENCH_RESULTS_DIR": str(results)},
+    )  # fmt: skip
+    assert "SYNTHETIC" not in out.stdout and "PTB-XL" in out.stdout
+    (record,) = [json.loads(f.read_text()) for f in record_files(results)]
+    assert record["dataset"]["synthetic"] is False
+    assert record["classes"] == ["CD", "HYP", "MI", "NORM", "STTC"]
+    assert record["counts"]["test"] == 252  # the subset's superdiagnostic fold 10
+    assert 0.5 < record["test_macro_auroc"] <= 1.0
