@@ -91,12 +91,15 @@ def _open_study(name: str, storage: str | None, seed: int, warmup_epochs: int):
     )
 
 
-def _remaining(study, trials: int) -> int:
+def _run_missing_trials(study, objective, trials: int):
+    """Resume: run only the trials still missing for ``trials`` finished (complete or pruned)."""
     done = [
         t for t in study.trials
         if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     ]  # fmt: skip
-    return max(0, trials - len(done))
+    if len(done) < trials:
+        study.optimize(objective, n_trials=trials - len(done), catch=())
+    return study
 
 
 def tune_protocol(
@@ -137,10 +140,7 @@ def tune_protocol(
         echo(f"trial {trial.number}: val macro AUROC {fit.val_macro_auroc:.4f} {overrides}")
         return fit.val_macro_auroc
 
-    remaining = _remaining(study, trials)
-    if remaining:
-        study.optimize(objective, n_trials=remaining, catch=())
-    return study
+    return _run_missing_trials(study, objective, trials)
 
 
 def tune_pretraining(
@@ -182,10 +182,7 @@ def tune_pretraining(
         echo(f"trial {trial.number}: val macro AUROC {fit.val_macro_auroc:.4f} {overrides}")
         return fit.val_macro_auroc
 
-    remaining = _remaining(study, trials)
-    if remaining:
-        study.optimize(objective, n_trials=remaining, catch=())
-    return study
+    return _run_missing_trials(study, objective, trials)
 
 
 def tuned_eval_config(

@@ -99,6 +99,23 @@ class EarlyStopping:
         self.best_epoch = -1
         self.best_state: dict | None = None
         self.bad = 0
+        self.history: list[dict[str, float]] = []
+
+    def end_epoch(
+        self,
+        epoch: int,
+        train_loss: float,
+        score: float,
+        module: nn.Module,
+        on_epoch: EpochCallback | None,
+    ) -> bool:
+        """Record an epoch's train loss and validation score; True when training should stop."""
+        logs = {"train_loss": train_loss, "val_macro_auroc": score}
+        self.history.append({"epoch": epoch, **logs})
+        self.update(epoch, score, module)
+        if on_epoch is not None:
+            on_epoch(epoch, logs)
+        return self.stop
 
     def update(self, epoch: int, score: float, module: nn.Module) -> None:
         if score > self.best:
@@ -294,7 +311,7 @@ def fit_linear(
     torch.manual_seed(_seed(seed, 1))
     head = nn.Linear(dim, y_train.shape[1])
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stopper, history = EarlyStopping(cfg.patience), []
+    stopper = EarlyStopping(cfg.patience)
     for epoch in range(cfg.epochs):
         rng = np.random.default_rng([seed, epoch, 1])
         pick, order = rng.integers(0, k_crops, n), rng.permutation(n)
@@ -312,19 +329,16 @@ def fit_linear(
         with torch.no_grad():
             logits = head(val).reshape(len(val_features), -1, y_train.shape[1]).numpy()
         score = validation_auroc(y_val, logits, aggregation)
-        logs = {"train_loss": total / n, "val_macro_auroc": score}
-        history.append({"epoch": epoch, **logs})
-        stopper.update(epoch, score, head)
-        if on_epoch is not None:
-            on_epoch(epoch, logs)
-        if stopper.stop:
+        if stopper.end_epoch(epoch, total / n, score, head, on_epoch):
             break
     head.load_state_dict(stopper.best_state)
     with torch.no_grad():  # fold (x - mean) / std into the layer
         weight = head.weight / std
         head.bias -= weight @ mean
         head.weight.copy_(weight)
-    return FitResult(head, history, stopper.best_epoch, stopper.best, time.perf_counter() - started)
+    return FitResult(
+        head, stopper.history, stopper.best_epoch, stopper.best, time.perf_counter() - started
+    )
 
 
 # --------------------------------------------------------------------------- attentive probe
@@ -359,7 +373,7 @@ def fit_attentive(
     for group in opt.param_groups:
         group["weight_decay"] = cfg.weight_decay * group.pop("wd_scale")
     targets = torch.from_numpy(y_train.astype(np.float32))
-    stopper, history = EarlyStopping(cfg.patience), []
+    stopper = EarlyStopping(cfg.patience)
 
     def tokens_then_head(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -385,15 +399,12 @@ def fit_attentive(
             tokens_then_head, val, eval_offsets, window, eval_batch_size, device, precision
         )
         score = validation_auroc(y_val, logits, aggregation)
-        logs = {"train_loss": total / len(train), "val_macro_auroc": score}
-        history.append({"epoch": epoch, **logs})
-        stopper.update(epoch, score, head)
-        if on_epoch is not None:
-            on_epoch(epoch, logs)
-        if stopper.stop:
+        if stopper.end_epoch(epoch, total / len(train), score, head, on_epoch):
             break
     head.load_state_dict(stopper.best_state)
-    return FitResult(head, history, stopper.best_epoch, stopper.best, time.perf_counter() - started)
+    return FitResult(
+        head, stopper.history, stopper.best_epoch, stopper.best, time.perf_counter() - started
+    )
 
 
 class TokensThenHead(nn.Module):
@@ -446,7 +457,7 @@ def fit_finetune(
     targets = torch.from_numpy(y_train.astype(np.float32))
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    stopper, history, step = EarlyStopping(cfg.patience), [], 0
+    stopper, step = EarlyStopping(cfg.patience), 0
 
     # the linear-probe head is epoch -1: fine-tuning must beat it on validation to be kept
     model.eval()
@@ -486,15 +497,10 @@ def fit_finetune(
             model, val, eval_offsets, window, eval_batch_size, device, precision
         )
         score = validation_auroc(y_val, logits, aggregation)
-        logs = {"train_loss": total / len(train), "val_macro_auroc": score}
-        history.append({"epoch": epoch, **logs})
-        stopper.update(epoch, score, model)
-        if on_epoch is not None:
-            on_epoch(epoch, logs)
-        if stopper.stop:
+        if stopper.end_epoch(epoch, total / len(train), score, model, on_epoch):
             break
     model.load_state_dict(stopper.best_state)
     model.eval()
     return FitResult(
-        model, history, stopper.best_epoch, stopper.best, time.perf_counter() - started
+        model, stopper.history, stopper.best_epoch, stopper.best, time.perf_counter() - started
     )
