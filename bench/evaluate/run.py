@@ -76,7 +76,7 @@ def run_benchmark(
 ) -> list[dict]:
     """Run ``plan`` on ``dataset``; returns the records (new and reused) in plan order."""
     from bench.evaluate.runner import Evaluator
-    from bench.report import write_leaderboards
+    from bench.report.tables import write_leaderboards
     from bench.results import RecordStore
     from bench.tracking import start_run
     from bench.train import resolve_device
@@ -164,7 +164,7 @@ def _line(record: dict, fresh: bool) -> str:
 
 def summary_table(records: list[dict]) -> str:
     """Test macro AUROC ``0.925(08)`` (± sd over seeds), rows method x protocol, columns tasks."""
-    from bench.report import leaderboard_frame
+    from bench.report.tables import leaderboard_frame
 
     table = leaderboard_frame(records)
     if table.empty:
