@@ -116,3 +116,14 @@ def fake_arrays(n: int, n_labels: int, signal: float, seed: int, ids_seed: int =
         "test_y": y,
         "test_scores": (signal * y + noise).astype(np.float32),
     }
+
+
+def write_fake(store, record: dict, arrays: dict) -> None:
+    """Publish a hand-made record and its predictions through the real :class:`RecordStore`."""
+    from bench.results import RecordKey
+
+    k = record["key"]
+    key = RecordKey(
+        k["run_id"], k["task"], k["protocol"], k["eval_hash"], k["label_fraction"], k["seed"]
+    )
+    store.write(key, {n: v for n, v in record.items() if n != "key"}, arrays)

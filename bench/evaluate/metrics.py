@@ -28,6 +28,7 @@ __all__ = [
     "ci_notation",
     "evaluable_labels",
     "label_metrics",
+    "paired_bootstrap",
     "stratified_fraction",
 ]
 
@@ -359,6 +360,90 @@ def bootstrap_ci(
         "mode": mode,
         "draws": int(draws),
         "percentiles": q,
+    }
+
+
+def paired_bootstrap(
+    y_true,
+    scores_a,
+    scores_b,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """Paired bootstrap of the macro AUROC difference A - B on the same test records.
+
+    Both subjects are scored on the same resamples (the same record multisets), so the interval
+    reflects the test-set sampling they share, not two independent intervals. Resamples follow the
+    benchmark rule of :func:`bootstrap_ci` (every evaluable label has both classes; ``relaxed``
+    fallback). With several seeds, the difference of each resample is the mean over seeds of the
+    per-seed differences (seed ``i`` of A paired with seed ``i`` of B).
+
+    The two-sided p-value is the bootstrap percentile test of "no difference":
+    ``2 * min(P*(d <= 0), P*(d >= 0))`` with the ``(1 + count) / (1 + B)`` correction, capped at
+    1; identical scores give exactly 1.
+
+    Args:
+        y_true: ``(n, k)`` 0/1 labels of the test records.
+        scores_a: ``(n, k)`` or ``(s, n, k)`` scores of A (``s`` seeds).
+        scores_b: the same shape as ``scores_a``, rows in the same record order.
+        n_resamples: accepted resamples.
+        seed: seed of the resampling.
+        confidence: two-sided level of the interval of the difference.
+
+    Returns:
+        ``{"auroc_a", "auroc_b", "difference", "ci": [lo, hi], "p_value", "p_a_better",
+        "confidence", "n_resamples", "mode", "n_records", "n_labels", "n_seeds"}``;
+        ``p_a_better`` is the share of resamples where A's macro AUROC exceeds B's.
+    """
+    y = _as_labels(y_true)
+    a, b = np.asarray(scores_a), np.asarray(scores_b)
+    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))  # one seed: (1, n, k)
+    if a.shape != b.shape or a.ndim != 3:
+        raise BenchError(
+            f"paired scores must have the same shape (n, k) or (seeds, n, k), "
+            f"got {np.shape(scores_a)} and {np.shape(scores_b)}"
+        )
+    a = np.stack([_as_scores(x, y.shape) for x in a])
+    b = np.stack([_as_scores(x, y.shape) for x in b])
+    if not 0.0 < confidence < 1.0:
+        raise BenchError(f"confidence must lie in (0, 1), got {confidence}")
+    labels = evaluable_labels(y)
+    if not labels.any():
+        raise _no_evaluable_error(y)
+    y, a, b = y[:, labels], a[..., labels], b[..., labels]
+    n, k = y.shape
+
+    def macro(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return np.nanmean(_weighted_auroc_ap(y, scores, weights)[0], axis=1)
+
+    ones = np.ones((1, n), dtype=np.int64)
+    auroc_a = float(np.mean([macro(s, ones)[0] for s in a]))
+    auroc_b = float(np.mean([macro(s, ones)[0] for s in b]))
+    idx, mode, _ = _bootstrap_indices(y, int(n_resamples), int(seed), 200 * int(n_resamples))
+    diffs = np.empty(len(idx))
+    step = max(1, _BLOCK_ELEMENTS // (n * k))
+    for i in range(0, len(idx), step):
+        weights = _multiplicities(idx[i : i + step])
+        per_seed = [macro(sa, weights) - macro(sb, weights) for sa, sb in zip(a, b, strict=True)]
+        diffs[i : i + step] = np.mean(per_seed, axis=0)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    below, above = np.sum(diffs <= 0), np.sum(diffs >= 0)
+    p_value = min(1.0, 2 * min(1 + below, 1 + above) / (1 + len(diffs)))
+    return {
+        "auroc_a": auroc_a,
+        "auroc_b": auroc_b,
+        "difference": auroc_a - auroc_b,
+        "ci": [float(low), float(high)],
+        "p_value": float(p_value),
+        "p_a_better": float(np.mean(diffs > 0)),
+        "confidence": confidence,
+        "n_resamples": int(n_resamples),
+        "mode": mode,
+        "n_records": int(n),
+        "n_labels": int(k),
+        "n_seeds": int(len(a)),
     }
 
 

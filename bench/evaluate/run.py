@@ -76,7 +76,7 @@ def run_benchmark(
 ) -> list[dict]:
     """Run ``plan`` on ``dataset``; returns the records (new and reused) in plan order."""
     from bench.evaluate.runner import Evaluator
-    from bench.report.tables import write_leaderboards
+    from bench.report.build import write_report
     from bench.results import RecordStore
     from bench.tracking import start_run
     from bench.train import resolve_device
@@ -128,11 +128,11 @@ def run_benchmark(
                             fresh_count += fresh
                             records.append(record)
                             echo(_line(record, fresh))
-        written = write_leaderboards(store.records())
+        written = write_report(store.records())
         parent.log_metrics({"records": len(records), "new_records": fresh_count})
         for directory in written:
-            for path in sorted(directory.iterdir()):
-                parent.log_artifact(path, "leaderboard")
+            for path in sorted(directory.glob("leaderboard.*")):
+                parent.log_artifact(path, f"leaderboard/{directory.name}")
     skipped = [n for n in plan.methods for p in plan.protocols if not _takes_part(n, p)]
     if skipped:
         echo("note: reference rows take part only in their protocols: random (linear, attentive), "
