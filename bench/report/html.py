@@ -182,7 +182,7 @@ def _leaderboards(table: pd.DataFrame, published: pd.DataFrame, synthetic: bool)
         out.append('<p class="empty">No run record for this dataset yet.</p>')
     groups = sorted(
         table.groupby(["protocol", "label_fraction"]) if not table.empty else [],
-        key=lambda g: (_protocol_rank(g[0][0]), g[0][1]),
+        key=lambda g: (_protocol_rank(g[0][0]), -g[0][1]),  # full labels first
     )
     for (protocol, fraction), part in groups:
         context = pd.DataFrame()

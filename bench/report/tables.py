@@ -111,7 +111,7 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
     shown_published = False
     for (protocol, fraction), part in sorted(
         table.groupby(["protocol", "label_fraction"]),
-        key=lambda g: (PROTOCOL_ORDER.get(g[0][0], 9), g[0][1]),
+        key=lambda g: (PROTOCOL_ORDER.get(g[0][0], 9), -g[0][1]),  # full labels first
     ):
         tasks = ordered_tasks(part["task"])
         lines += [f"## {protocol} (label fraction {fraction:g})", ""]
