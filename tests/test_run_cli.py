@@ -62,6 +62,10 @@ def test_smoke_run_end_to_end_with_mlflow(small_synthetic, tmp_path):
     boards = list((results / "leaderboard").glob("*/leaderboard.csv"))
     assert len(boards) == 1 and boards[0].parent.name.startswith("synthetic")
     assert len(boards[0].read_text().strip().splitlines()) == 1 + 8
+    board = boards[0].parent
+    assert {"leaderboard.md", "leaderboard.html"} <= {p.name for p in board.iterdir()}
+    figures = {p.stem for p in (board / "figures").glob("*.png")}
+    assert {"heatmap-linear", "heatmap-finetune", "pretrain-loss", "auroc-vs-compute"} <= figures
 
     import mlflow
 
