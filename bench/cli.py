@@ -6,6 +6,7 @@ torch, wfdb, mlflow ... are imported inside the commands that need them.
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from pathlib import Path
@@ -693,6 +694,53 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
     click.echo(json.dumps(result, indent=2) if as_json else format_comparison(result))
 
 
+@cli.command("reproduce")
+@click.argument("record", type=click.Path(path_type=Path))
+@data_dir_option
+@skip_bad_option
+@click.option(
+    "--pretrain",
+    "re_pretrain",
+    is_flag=True,
+    help="re-run the pre-training too (default: reuse the record's checkpoint)",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="largest absolute difference accepted on every compared number",
+)
+@click.option("--device", default=None, help="default: the record's device (else the CPU)")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="DataLoader worker processes for a re-run pre-training",
+)
+@click.option("--keep", is_flag=True, help="keep the temporary results directory of the re-run")
+@click.option("--no-progress", is_flag=True)
+def reproduce_command(record, data_dir, skip_bad, re_pretrain, tolerance, device, workers, keep, no_progress) -> None:  # fmt: skip
+    """Re-run a run record's exact evaluation and report any difference (exit 1 if any).
+
+    RECORD is a record's .json under results/records/. The re-run goes to a temporary results
+    directory; the original record, features and pre-training run are only read.
+    """
+    from bench.reproduce import format_report, reproduce
+
+    dataset = open_dataset(data_dir, skip_bad=skip_bad, quiet=no_progress)
+    report_skipped(dataset)
+    result = reproduce(
+        record, dataset, pretrain=re_pretrain, tolerance=tolerance, device=device,
+        workers=workers, keep=keep, progress=not no_progress,
+        echo=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
+    click.echo(format_report(result))
+    if result.differences:
+        sys.exit(1)
+
+
 @cli.command("protocols")
 @click.option("--preset", default=None, help="show the values a preset gives")
 def protocols_command(preset) -> None:
@@ -762,6 +810,13 @@ def methods_command() -> None:
         click.echo(f"{name:12s} reference row: {what} ({', '.join(protocols)})")
 
 
+# errno values of a failed write the user can fix: disk full, file too large (a quota or
+# RLIMIT_FSIZE), read-only file system, permission denied, operation not permitted (immutable).
+_STORAGE_ERRNOS = {
+    errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print a message and hint, not a traceback."""
     try:
@@ -783,6 +838,30 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(130)
+    except OSError as exc:
+        # A full disk, a file-size limit or a read-only / unwritable results directory: every
+        # writer publishes through a temporary file and a rename, so what exists is whole.
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        click.echo(f"error: {storage_error_message(exc)}", err=True)
+        click.echo(
+            "  hint: free disk space, or choose a writable results directory "
+            "(BENCH_RESULTS_DIR=DIR); nothing half-written was kept, and the same command "
+            "continues where it stopped",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def storage_error_message(exc: OSError) -> str:
+    """``cannot write <path>: <reason> (<ERRNO>)`` for a failed write."""
+    import os
+
+    from bench.paths import results_dir
+
+    where = exc.filename or f"under {results_dir()}"
+    reason = exc.strerror or os.strerror(exc.errno)
+    return f"cannot write {where}: {reason} ({errno.errorcode.get(exc.errno, exc.errno)})"
 
 
 if __name__ == "__main__":

@@ -61,6 +61,19 @@ class EncoderConfig:
     pos_every_block: bool = False
     pos_embed: str = "sincos"
 
+    def __post_init__(self) -> None:
+        # Checked here, when --encoder / --set make the config: the size is part of the run id,
+        # a directory name, so an unknown one must fail before anything is written.
+        from bench.encoders.vit import ENCODER_SIZES
+
+        if self.size not in ENCODER_SIZES:
+            from bench.errors import BenchError
+
+            raise BenchError(
+                f"unknown encoder size {self.size!r}",
+                hint=f"valid sizes: {', '.join(ENCODER_SIZES)}",
+            )
+
     def patch_size(self, rate: int) -> int:
         samples = rate * self.patch_ms / 1000
         if samples != int(samples) or samples < 1:

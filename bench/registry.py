@@ -9,6 +9,7 @@ CLI can show them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from importlib import import_module, metadata
 from typing import Generic, TypeVar
@@ -16,6 +17,7 @@ from typing import Generic, TypeVar
 from bench.errors import BenchError
 
 T = TypeVar("T")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class Registry(Generic[T]):
@@ -50,8 +52,12 @@ class Registry(Generic[T]):
         return obj
 
     def _add(self, name: str, obj: T) -> None:
-        if not name or not name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"invalid {self.kind} name {name!r}: use letters, digits, '_' or '-'")
+        # Names become directory names (run ids, records): ASCII only, short enough for a run id.
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"invalid {self.kind} name {name!r}: use 1-64 ASCII letters, digits, '_' or '-', "
+                "starting with a letter or digit"
+            )
         if name in self._items and self._items[name] is not obj:
             raise ValueError(f"duplicate {self.kind} name {name!r}")
         self._items[name] = obj

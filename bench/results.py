@@ -79,7 +79,7 @@ def safe_name(text: str, what: str) -> str:
         not isinstance(text, str)
         or len(text) > _MAX_NAME
         or ".." in text
-        or not _SAFE_NAME.match(text)
+        or not _SAFE_NAME.fullmatch(text)  # match() would let a trailing newline through
     ):
         raise BenchError(
             f"invalid {what} {text!r}: expected 1-{_MAX_NAME} characters of letters, digits and "
@@ -87,6 +87,10 @@ def safe_name(text: str, what: str) -> str:
             hint=f"rename the {what}",
         )
     return text
+
+
+class RecordExists(BenchError):
+    """:meth:`RecordStore.write` found a complete record (another process finished it first)."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ class RecordStore:
             record: JSON-serialisable metrics and provenance (numpy scalars are converted).
             arrays: named numeric arrays (predictions, ids); object arrays are refused.
             overwrite: replace a complete record. Without it an existing complete record (a
-                concurrent process finished it first) raises :class:`BenchError`.
+                concurrent process finished it first) raises :class:`RecordExists`.
         """
         checked = _check_arrays(arrays, key)
         if not isinstance(record, dict):
@@ -249,7 +253,7 @@ class RecordStore:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         with _directory_lock(json_path.parent):
             if not overwrite and self.exists(key):
-                raise BenchError(
+                raise RecordExists(
                     f"record {json_path} already exists",
                     hint="another process may have finished it first; pass overwrite=True "
                     "to replace it",

@@ -112,6 +112,18 @@ class TaskData:
     def counts(self) -> dict[str, int]:
         return {s: int(self.split_mask(s).sum()) for s in ("train", "val", "test")}
 
+    def require_splits(self, *splits: str) -> None:
+        """Raise a :class:`BenchError` naming every empty split among ``splits``."""
+        empty = [s for s in splits if not self.split_mask(s).any()]
+        if empty:
+            what = ", ".join(f"{s} (folds {list(self.task.split_folds(s))})" for s in empty)
+            raise BenchError(
+                f"task {self.task.name} on {self.dataset_name}: no labelled records in the "
+                f"{what} split{'s' if len(empty) > 1 else ''}",
+                hint="every split needs records: check strat_fold in ptbxl_database.csv, or "
+                "use a larger subset of PTB-XL",
+            )
+
 
 @dataclass(frozen=True)
 class TaskSpec:

@@ -96,14 +96,17 @@ def start_run(
     import mlflow
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # quieter first-time migrations
-    mlflow.set_tracking_uri(tracking_uri(uri))
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        artifacts = results_dir() / "mlartifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(Exception):  # another process may create it at the same time
-            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+    uri = tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        # The first call creates (migrates) a new SQLite store: two processes doing it at once
+        # collide ("table ... already exists"), so they take turns.
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            artifacts = results_dir() / "mlartifacts"
+            artifacts.mkdir(parents=True, exist_ok=True)
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+            experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     # Inside an active run (a pre-training started by `bench run`) the new run nests under it.
     nested = nested or mlflow.active_run() is not None
     run = mlflow.start_run(
@@ -120,6 +123,15 @@ def start_run(
         raise
     finally:
         mlflow.end_run(status=status)
+
+
+def _store_lock(uri: str):
+    """An inter-process lock beside a SQLite store (``<db>.lock``); no lock for servers."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(uri[len("sqlite:///") :] + ".lock", timeout=600)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -224,8 +224,38 @@ def run_id(method: str, cfg: MethodConfig, engine: EngineConfig, data_fingerprin
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            writer = _WriteErrors(f)
+            try:
+                torch.save(state, writer)
+            except RuntimeError:
+                # torch reports a failed write (full disk) as a RuntimeError: surface the OSError
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temporary
+        raise
+
+
+class _WriteErrors:
+    """A binary file wrapper that remembers the OSError of a failed write."""
+
+    def __init__(self, f):
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -306,7 +336,41 @@ def pretrain(
             the PTB-XL training folds.
         on_step: called as ``on_step(steps_done, model)`` after every optimiser step on every
             rank (checks, custom logging).
+
+    Two processes asking for the same run (two ``bench run`` on one results directory) take
+    turns through a file lock beside the run directory: the second waits, then reuses the
+    finished run instead of clearing the directory the first is training in.
     """
+    args = (method, cfg, dataset, cache, engine)
+    kwargs = dict(resume=resume, force=force, runs_root=runs_root, stop_after=stop_after,
+                  on_step=on_step, extra=extra)  # fmt: skip
+    _, world = _distributed()
+    if world > 1:  # the ranks of one torchrun job are one run: no lock between them
+        return _pretrain(*args, **kwargs)
+    from filelock import FileLock
+
+    fingerprint = cache.fingerprint + "".join(f"+{other.fingerprint}" for other in extra)
+    root = Path(runs_root or results_dir() / "pretrain")
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{run_id(method, cfg, engine, fingerprint)}.lock")):
+        return _pretrain(*args, **kwargs)
+
+
+def _pretrain(
+    method: str,
+    cfg: MethodConfig,
+    dataset,
+    cache: SignalCache,
+    engine: EngineConfig,
+    *,
+    resume: bool,
+    force: bool,
+    runs_root: Path | None,
+    stop_after: int | None,
+    on_step: Callable[[int, SSLMethod], None] | None,
+    extra: Sequence[SignalCache],
+) -> PretrainResult:
+    """:func:`pretrain` without the lock."""
     from tqdm import tqdm
 
     from bench.tracking import start_run

@@ -16,6 +16,7 @@ objective calls :meth:`bench.evaluate.runner.Evaluator.fit`, which refuses it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable
@@ -46,10 +47,19 @@ def _storage(url: str | None):
     # The heartbeat marks trials of killed processes FAILED, so a resumed study re-runs them
     # (optuna flags heartbeats as experimental; the warning is noise for users).
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna.storages.RDBStorage(
-        storage_url(url), heartbeat_interval=30, grace_period=90,
-        engine_kwargs={"connect_args": {"timeout": 60}} if storage_url(url).startswith("sqlite") else {},
-    )  # fmt: skip
+    url = storage_url(url)
+    sqlite = url.startswith("sqlite:///")
+    lock = contextlib.nullcontext()
+    if sqlite:
+        from filelock import FileLock
+
+        # Creating the tables of a new SQLite store is not safe from two processes at once.
+        lock = FileLock(url[len("sqlite:///") :] + ".lock", timeout=600)
+    with lock:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=30, grace_period=90,
+            engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
+        )  # fmt: skip
 
 
 # Search spaces of the protocols, as --eval-set overrides.
@@ -92,13 +102,16 @@ def _open_study(name: str, storage: str | None, seed: int, warmup_epochs: int):
 
 
 def _run_missing_trials(study, objective, trials: int):
-    """Resume: run only the trials still missing for ``trials`` finished (complete or pruned)."""
-    done = [
-        t for t in study.trials
-        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    ]  # fmt: skip
+    """Resume: run only the trials still missing for ``trials`` finished (complete or pruned).
+
+    Processes sharing the study stop once it holds ``trials`` finished trials between them
+    (checked after each trial, so concurrent ones may add one trial each beyond it).
+    """
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = [t for t in study.trials if t.state in finished]
     if len(done) < trials:
-        study.optimize(objective, n_trials=trials - len(done), catch=())
+        enough = optuna.study.MaxTrialsCallback(trials, states=finished)
+        study.optimize(objective, n_trials=trials - len(done), catch=(), callbacks=[enough])
     return study
 
 

@@ -116,7 +116,7 @@ class PTBXL:
 
     root: Path
     skip_bad: bool = False
-    skipped: dict[int, str] = field(default_factory=dict)
+    _skipped: dict[int, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser().resolve()
@@ -144,6 +144,13 @@ class PTBXL:
             if n == size:
                 return f"PTB-XL v{version}"
         return f"PTB-XL subset ({n} records)"
+
+    @property
+    def skipped(self) -> dict[int, str]:
+        """Metadata rows left out by ``skip_bad`` (``ecg_id`` -> reason). Reading it loads the
+        metadata first, so a count reported before anything else touched it is never empty."""
+        _ = self.metadata
+        return self._skipped
 
     # ----------------------------------------------------------------- tables
     @cached_property
@@ -211,7 +218,7 @@ class PTBXL:
                 f"{path}: {len(problems)} bad rows: {format_bad_records(problems)}",
                 hint="fix the rows, or pass --skip-bad to skip them",
             )
-        self.skipped.update(problems)
+        self._skipped.update(problems)
         table = table.drop(index=list(problems)).copy()
         table["scp_codes"] = [parsed[int(i)] for i in table.index]
         table["strat_fold"] = folds.loc[table.index].astype(int)

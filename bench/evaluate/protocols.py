@@ -274,8 +274,12 @@ class FeatureStore:
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, ecg_ids=source.ecg_ids, offsets=offsets, features=feats)
-        tmp.replace(path)
+        try:
+            np.savez(tmp, ecg_ids=source.ecg_ids, offsets=offsets, features=feats)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temporary
+            raise
         return source.ecg_ids, feats
 
 

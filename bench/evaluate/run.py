@@ -86,6 +86,8 @@ def run_benchmark(
     store = RecordStore()
     store.remove_stale_temporaries()
     task_data = [spec.build(dataset) for spec in plan.tasks]
+    for td in task_data:  # before any training: an empty split cannot be evaluated
+        td.require_splits("train", "val", "test")
     records: list[dict] = []
     started = time.perf_counter()
     fresh_count = 0

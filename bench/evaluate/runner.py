@@ -34,7 +34,7 @@ from bench.evaluate.metrics import (
 from bench.evaluate.signals import SignalSource, window_length, window_offsets
 from bench.evaluate.subjects import Subject
 from bench.paths import results_dir
-from bench.results import RecordKey, RecordStore, environment, now_iso
+from bench.results import RecordExists, RecordKey, RecordStore, environment, now_iso
 from bench.task import TaskData
 
 
@@ -161,6 +161,7 @@ class Evaluator:
                 hint=f"its protocols: {', '.join(self.subject.protocols)}",
             )
         e = self.resolve(eval_cfg)
+        td.require_splits("train", "val")
         with self.guard.fit_phase():
             train_ids, y_train = self.training_subset(td, fraction, seed)
             val_ids, y_val = td.split("val")
@@ -283,7 +284,12 @@ class Evaluator:
                 "total_seconds": time.perf_counter() - started,
             }
             record["tuned"] = tuned
-            path = self.store.write(key, record, arrays)
+            try:
+                path = self.store.write(key, record, arrays)
+            except RecordExists:
+                # A concurrent `bench run` on the same results directory published it first
+                # (the same deterministic result): keep theirs, never a second copy.
+                return self.store.read(key), False
             if tracker is not None:
                 test = record["metrics"]["test"]
                 tracker.log_metrics(

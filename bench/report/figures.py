@@ -106,8 +106,12 @@ class _Report:
         fig.suptitle(self.title(title))
         path = self.directory / f"{name}.png"
         tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
+        try:
+            fig.savefig(tmp, dpi=DPI, format="png")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temporary
+            raise
         return Figure(name, self.title(title), self.caption(caption), path)
 
 

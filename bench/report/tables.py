@@ -88,7 +88,9 @@ def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-").lower() or "dataset"
+    """A directory name for a dataset name: never ``.``/``..``, hidden or over-long."""
+    text = re.sub(r"[^A-Za-z0-9.]+", "-", name)[:100].strip("-.").lower()
+    return text or "dataset"
 
 
 def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
