@@ -15,14 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import LEADS, make_ptbxl, write_record
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bench.data.ptbxl import PTBXL, RecordError, read_wfdb_record
 from bench.errors import BenchError, DataError
 
+# derandomize: CI must give the same verdict as the run before it; run with
+# --hypothesis-seed=N to explore further, and pin what it finds with @example.
 PROPERTY = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 # Text a CSV cell can hold (no NUL, no lone surrogates), biased towards dict-like literals.
 CELL = st.one_of(
@@ -39,6 +44,7 @@ CELL = st.one_of(
 # --------------------------------------------------------------------------- properties
 @PROPERTY
 @given(cell=CELL)
+@example(cell="\r")  # found in CI: pandas writes a bare CR unquoted, which splits the row
 def test_any_scp_codes_cell_is_read_or_named_or_counted(tmp_path, cell):
     root = tmp_path / "ds"
     if not root.exists():
@@ -51,6 +57,11 @@ def test_any_scp_codes_cell_is_read_or_named_or_counted(tmp_path, cell):
     try:
         meta = PTBXL(root).metadata
     except DataError as err:  # named, with the way out
+        if "ecg_id must be unique integers" in err.message:
+            # a bare carriage return is written unquoted and breaks the row: the file is
+            # corrupt as a whole, and the error names the broken line (ecg_id 4 is line 5)
+            assert "line 5" in err.message or "line 6" in err.message
+            return
         assert "ecg_id 4" in err.message and "--skip-bad" in err.hint
         skipping = PTBXL(root, skip_bad=True)
         assert len(skipping.metadata) == 9 and list(skipping.skipped) == [4]

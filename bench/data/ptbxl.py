@@ -190,8 +190,17 @@ class PTBXL:
         if missing:
             raise DataError(f"{path} lacks columns {missing}", hint="re-download the dataset")
         if not pd.api.types.is_integer_dtype(table.index) or table.index.has_duplicates:
+            # Name the offending rows (line 1 is the header): a stray line break inside a cell
+            # shows up here as a row whose ecg_id is not an integer.
+            ids = pd.Series(table.index)
+            numeric = pd.to_numeric(ids, errors="coerce")
+            bad = ids[numeric.isna() | (numeric % 1 != 0) | numeric.duplicated(keep=False)]
+            lines = ", ".join(f"line {i + 2} ({v!r})" for i, v in bad.head(5).items())
             raise DataError(
-                f"{path}: ecg_id must be unique integers", hint="re-download the dataset"
+                f"{path}: ecg_id must be unique integers; bad rows: {lines}"
+                + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
+                hint="a cell with a line break or a broken row; repair the file or re-download "
+                "the dataset",
             )
 
         known = set(self.statements.index)
