@@ -176,6 +176,12 @@ def _nan_lead(root: Path, ecg_id: int) -> None:
     _rewrite(root, ecg_id, signal)
 
 
+def _zero_lead(root: Path, ecg_id: int) -> None:
+    signal = _signal()
+    signal[:, LEADS.index("AVL")] = 0.0  # a disconnected electrode
+    _rewrite(root, ecg_id, signal)
+
+
 # (damage, what the message must name); every case is a metadata or record problem.
 DATA_CASES = {
     "extra-csv-fields": (
@@ -207,9 +213,10 @@ DATA_CASES = {
     "wrong-rate": (lambda r: _rewrite(r, 7, _signal(500), fs=50), "ecg_id 7: sampling rate 50 Hz"),
     "header-sample-count": (lambda r: _header_says(r, 7, 1200), "ecg_id 7: 1200 samples"),
     "nan-samples": (lambda r: _nan_lead(r, 7), "ecg_id 7: NaN/inf samples in leads ['V4']"),
+    "all-zero-lead": (lambda r: _zero_lead(r, 7), "ecg_id 7: flat (constant, e.g. all-zero)"),
 }
 SKIPPABLE = {"scp-codes-not-a-dict", "unknown-scp-code", "fold-not-a-number", "eight-leads",
-             "wrong-rate", "header-sample-count", "nan-samples"}  # fmt: skip
+             "wrong-rate", "header-sample-count", "nan-samples", "all-zero-lead"}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(DATA_CASES))

@@ -38,14 +38,14 @@ def test_prepare_is_idempotent_and_rebuilds_when_the_source_changes(mini_ptbxl, 
     # Change one record: the cache becomes stale, open_cache refuses it, prepare rebuilds it.
     from conftest import write_record
 
-    new_signal = np.full((1000, 12), 0.25)
+    new_signal = np.tile(np.linspace(-0.5, 0.5, 1000)[:, None], (1, 12))  # not flat: valid
     write_record(mini_ptbxl / "records100/00000/00005_lr", new_signal, 100)
     ds = PTBXL(mini_ptbxl)
     assert cache_state(ds, 100, root) == "stale"
     with pytest.raises(DataError, match="stale"):
         open_cache(ds, 100, root)
     rebuilt = prepare_cache(ds, 100, cache_root=root, workers=1, progress=False)
-    np.testing.assert_allclose(rebuilt.signals[rebuilt.rows([5])[0]], 0.25)
+    np.testing.assert_allclose(rebuilt.signals[rebuilt.rows([5])[0]], new_signal.T, atol=1e-3)
     assert rebuilt.fingerprint != first.fingerprint
     assert not list(root.rglob(".old-*")) and not list(root.rglob(".tmp-*"))
 

@@ -268,7 +268,8 @@ def read_wfdb_record(base: Path, rate: int, ecg_id: int = -1) -> np.ndarray:
     Returns:
         ``(12, rate * 10)`` float32 array in mV, leads in :data:`LEADS_12` order.
     Raises:
-        RecordError: missing files, wrong leads / rate / length / units, truncated data, NaN/inf.
+        RecordError: missing files, wrong leads / rate / length / units, truncated data, NaN/inf,
+            flat (constant) leads.
     """
     import wfdb  # imported here: the CLI must start fast
 
@@ -308,4 +309,10 @@ def read_wfdb_record(base: Path, rate: int, ecg_id: int = -1) -> np.ndarray:
     if not finite.all():
         bad = [LEADS_12[i] for i in np.flatnonzero(~finite.all(axis=0))]
         raise RecordError(ecg_id, f"NaN/inf samples in leads {bad}")
+    # A lead that never moves (all zeros, one constant) is a disconnected electrode or a
+    # zero-filled file, not an ECG: per-lead normalisation would divide by a zero deviation.
+    flat = signal.max(axis=0) == signal.min(axis=0)
+    if flat.any():
+        leads = [LEADS_12[i] for i in np.flatnonzero(flat)]
+        raise RecordError(ecg_id, f"flat (constant, e.g. all-zero) signal in leads {leads}")
     return np.ascontiguousarray(signal.T, dtype=np.float32)
