@@ -122,8 +122,5 @@ def write_fake(store, record: dict, arrays: dict) -> None:
     """Publish a hand-made record and its predictions through the real :class:`RecordStore`."""
     from bench.results import RecordKey
 
-    k = record["key"]
-    key = RecordKey(
-        k["run_id"], k["task"], k["protocol"], k["eval_hash"], k["label_fraction"], k["seed"]
-    )
+    key = RecordKey(**record["key"])
     store.write(key, {n: v for n, v in record.items() if n != "key"}, arrays)

@@ -41,13 +41,6 @@ def subject_records(
     return sorted(found, key=lambda r: r["seed"])
 
 
-def _key(record: dict) -> RecordKey:
-    k = record["key"]
-    return RecordKey(
-        k["run_id"], k["task"], k["protocol"], k["eval_hash"], k["label_fraction"], k["seed"]
-    )
-
-
 def compare_subjects(
     store: RecordStore,
     a: str,
@@ -82,8 +75,8 @@ def compare_subjects(
         )
     ids, y, scores_a, scores_b = None, None, [], []
     for s in seeds:
-        arr_a = store.read_arrays(_key(next(r for r in rec_a if r["seed"] == s)))
-        arr_b = store.read_arrays(_key(next(r for r in rec_b if r["seed"] == s)))
+        arr_a = store.read_arrays(RecordKey(**next(r for r in rec_a if r["seed"] == s)["key"]))
+        arr_b = store.read_arrays(RecordKey(**next(r for r in rec_b if r["seed"] == s)["key"]))
         if ids is None:
             ids, y = arr_a["test_ecg_ids"], arr_a["test_y"]
         scores_a.append(_aligned(arr_a, ids, a))
