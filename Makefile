@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(BIN)/bench run --method jepa --task all --preset smoke
 	@echo
 	@echo "Done. Everything generated is under results/: data/ (the synthetic dataset), cache/,"
-	@echo "pretrain/ (checkpoints), records/ (one JSON + predictions per evaluation), leaderboard/"
+	@echo "pretrain/ (checkpoints), records/ (one JSON + predictions per evaluation), leaderboard/ (open leaderboard.html)"
 	@echo "and mlflow.db (browse it with: .venv/bin/bench ui). On real data: PTBXL_DIR=/path/to/ptb-xl make demo,"
 	@echo "or .venv/bin/bench run --method all --task all --preset cpu --data-dir /path/to/ptb-xl"
 
