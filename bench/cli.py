@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -455,6 +456,11 @@ def _engine(device, precision, workers, no_mlflow, tracking_uri, no_progress):
     )
 
 
+def _csv(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _csv_floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(p) for p in text.split(",") if p.strip())
@@ -692,6 +698,169 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
         RecordStore(), a, b, task, protocol, label_fraction, resamples, seed, confidence
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_comparison(result))
+
+
+@cli.command("perf")
+@click.option(
+    "--method",
+    "methods",
+    default="all",
+    show_default=True,
+    help="method(s), comma-separated, or 'all'",
+)
+@click.option(
+    "--encoder",
+    "encoders",
+    default="xs,s",
+    show_default=True,
+    help="encoder sizes, comma-separated ('paper': each method's own)",
+)
+@click.option(
+    "--preset",
+    default="paper",
+    show_default=True,
+    help="config the cases start from (paper: the published token layout)",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override a config field of every case (repeatable)",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=5, show_default=True, help="timed steps per case"
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="untimed steps per case before timing",
+)
+@click.option(
+    "--precision",
+    "precisions",
+    default="fp32,bf16",
+    show_default=True,
+    help="engine precisions, comma-separated",
+)
+@click.option(
+    "--no-straightforward",
+    is_flag=True,
+    help="skip the straightforward reference (no speed-up column)",
+)
+@click.option(
+    "--scaling",
+    "scaling_method",
+    default=None,
+    metavar="METHOD",
+    help="also sweep tokens, batch and encoder size for this method (bf16)",
+)
+@click.option("--no-projection", is_flag=True, help="skip the paper-preset projection")
+@data_dir_option
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option(
+    "--attention",
+    type=click.Choice(["auto", "fused", "matmul"]),
+    default="auto",
+    show_default=True,
+    help="attention kernel of the engine rows",
+)
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the engine rows")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="DataLoader worker processes (the engine's default)",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="where perf-<time>.json/.md go (default: <results>/perf)",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=None, help="seconds allowed per case"
+)
+def perf_command(
+    methods, encoders, preset, overrides, batch_size, steps, warmup, precisions,
+    no_straightforward, scaling_method, no_projection, data_dir, device, attention, compile_,
+    workers, out, timeout,
+) -> None:  # fmt: skip
+    """Samples/s, FLOP/s against the measured matmul peak, memory and data wait of a full
+    pre-training step, per method x encoder x precision, against a straightforward version."""
+    from bench.method import METHODS
+    from bench.paths import results_dir
+    from bench.perf import suite
+    from bench.perf.measure import Case
+    from bench.perf.peak import matmul_peak
+    from bench.train import resolve_device
+
+    names = list(METHODS.names()) if methods == "all" else _csv(methods)
+    if scaling_method:
+        suite.check_methods([scaling_method])
+    suite.check_methods(names)
+    sizes = [None if e == "paper" else e for e in _csv(encoders)]
+    precision_list = _csv(precisions)
+    for p in precision_list:
+        if p not in ("fp32", "bf16"):
+            raise BenchError(f"unknown precision {p!r}", hint="use fp32 and/or bf16")
+    torch_device = resolve_device(device)
+    root = results_dir()
+    base = Case(
+        method=names[0], encoder=sizes[0], precision=precision_list[0], impl="engine",
+        batch_size=batch_size, data_root="", cache_root="", preset=preset,
+        overrides=tuple(overrides), steps=steps, warmup=warmup, device=str(torch_device),
+        attention=attention, compile=compile_, workers=workers,
+    )  # fmt: skip
+    cases = suite.benchmark_cases(names, sizes, base, precision_list, not no_straightforward)
+    sweep = suite.scaling_cases(scaling_method, base) if scaling_method else []
+    rates = [c.config().data.rate for c in [*cases, *sweep]]  # also validates every config
+    data_root, cache_root, dataset_name = suite.prepare_data(data_dir, rates, root)
+    cases = [replace(c, data_root=str(data_root), cache_root=str(cache_root)) for c in cases]
+    sweep = [replace(c, data_root=str(data_root), cache_root=str(cache_root)) for c in sweep]
+
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    env = suite.environment(str(torch_device))
+    click.echo(
+        f"{env['machine']}; torch {env['torch']}, {env['threads']} threads; data: {dataset_name}"
+    )
+    peak = matmul_peak(torch_device, tuple(sorted({*precision_list, "fp32"})))
+    for line in suite.peak_lines(peak):
+        click.echo(line)
+    click.echo(
+        f"{len(cases) + len(sweep)} cases, {steps} timed steps each after {warmup} warm-up steps"
+    )
+    click.echo("  ".join(suite.ROW_HEADER))
+
+    def echo(row: dict) -> None:
+        click.echo("  ".join(suite.row_cells(row)))
+
+    rows = suite.measure_all(cases, peak, echo, timeout)
+    scaling = suite.measure_all(sweep, peak, echo, timeout) if sweep else []
+    projection = [] if no_projection else suite.paper_projection(names, rows, peak)
+    report = {
+        "started": started, "environment": env, "dataset": dataset_name, "steps": steps,
+        "warmup": warmup, "peak": peak, "rows": rows, "scaling": scaling,
+        "projection": projection,
+    }  # fmt: skip
+    click.echo("")
+    click.echo(suite.text_table(suite.ROW_HEADER, [suite.row_cells(r) for r in rows]))
+    if scaling:
+        click.echo("\nscaling:")
+        click.echo(suite.text_table(suite.ROW_HEADER, [suite.row_cells(r) for r in scaling]))
+    if projection:
+        click.echo("\nprojected pre-training time of the paper preset (FLOPs counted):")
+        click.echo(
+            suite.text_table(
+                suite.PROJECTION_HEADER, [suite.projection_cells(p) for p in projection]
+            )
+        )
+    json_path, md_path = suite.write_report(report, out or root / "perf")
+    click.echo(f"\nwrote {json_path} and {md_path}")
 
 
 @cli.command("reproduce")

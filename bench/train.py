@@ -37,8 +37,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from bench.config import apply_overrides, config_hash, from_dict, to_dict
 from bench.data.cache import SignalCache
 from bench.data.transforms import lead_indices
+from bench.encoders import resolve_attention, use_attention
 from bench.errors import BenchError
-from bench.method import METHODS, MethodConfig, SSLMethod, learning_rate, weight_decay
+from bench.method import (
+    METHODS,
+    MethodConfig,
+    OptimConfig,
+    SSLMethod,
+    learning_rate,
+    weight_decay,
+)
 from bench.paths import results_dir
 from bench.task import TRAIN_FOLDS
 
@@ -52,6 +60,7 @@ class EngineConfig:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "bf16"  # bf16 (autocast) | fp32
+    attention: str = "auto"  # auto | fused | matmul (bench.encoders.resolve_attention)
     compile: bool = False
     workers: int = 2
     checkpoint_every: int = 500
@@ -192,6 +201,40 @@ class EpochBatchSampler(Sampler[list[int]]):
                     epoch * self.n + shard[j * self.batch_size : (j + 1) * self.batch_size]
                 ).tolist()
                 batch += 1
+
+
+def crop_loader(
+    cache: SignalCache,
+    rows: np.ndarray,
+    leads: list[int],
+    mean: np.ndarray,
+    std: np.ndarray,
+    cfg: MethodConfig,
+    micro_batch: int,
+    workers: int,
+    device: torch.device,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    start_batch: int = 0,
+    extra: Sequence[SignalCache] = (),
+) -> DataLoader:
+    """The engine's loader of normalised random crops: ``(micro_batch, C, crop)`` float32
+    batches forever, ``workers`` processes with 4 batches prefetched each, pinned memory when
+    feeding a GPU."""
+    data = CropDataset(
+        cache.path, rows, leads, cfg.data.crop_samples, mean, std, cfg.data.clip, cfg.seed,
+        extra=[(other.path, np.arange(other.signals.shape[0])) for other in extra],
+    )  # fmt: skip
+    sampler = EpochBatchSampler(len(data), micro_batch, cfg.seed, rank, world, start_batch)
+    return DataLoader(
+        data,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 # --------------------------------------------------------------------------- config
@@ -407,12 +450,8 @@ def _pretrain(
 
     torch.manual_seed(cfg.seed)
     model = build_method(cfg, method).to(device)
-    opt = torch.optim.AdamW(
-        [dict(g, lr=cfg.optim.lr, weight_decay=0.0) for g in model.parameter_groups()],
-        lr=cfg.optim.lr,
-        betas=cfg.optim.betas,
-        eps=cfg.optim.eps,
-    )
+    use_attention(model, resolve_attention(engine.attention, device, engine.precision))
+    opt = make_optimizer(model, cfg.optim)
     start_step, losses, prior_seconds = 0, [], 0.0
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
@@ -455,21 +494,10 @@ def _pretrain(
     micro = per_rank // o.grad_accum
     if micro * o.grad_accum != per_rank:
         raise BenchError(f"per-rank batch {per_rank} is not divisible by grad_accum {o.grad_accum}")
-    data = CropDataset(
-        cache.path, rows, leads, cfg.data.crop_samples, mean, std, cfg.data.clip, cfg.seed,
-        extra=[(other.path, np.arange(other.signals.shape[0])) for other in extra],
+    loader = crop_loader(
+        cache, rows, leads, mean, std, cfg, micro, engine.workers, device,
+        rank=rank, world=world, start_batch=start_step * o.grad_accum, extra=extra,
     )  # fmt: skip
-    sampler = EpochBatchSampler(
-        len(data), micro, cfg.seed, rank, world, start_batch=start_step * o.grad_accum
-    )
-    loader = DataLoader(
-        data,
-        batch_sampler=sampler,
-        num_workers=engine.workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=engine.workers > 0,
-        prefetch_factor=4 if engine.workers > 0 else None,
-    )
     batches = iter(loader)
 
     meta = {
@@ -510,36 +538,10 @@ def _pretrain(
         )
         model.train()
         for step in bar:
-            progress = step / o.steps
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(o, step)
-                group["weight_decay"] = weight_decay(o, step) * group["wd_scale"]
-            torch.manual_seed(
-                _mix(cfg.seed, step, rank)
-            )  # dropout / drop-path: a function of the step
-            step_loss = 0.0
-            for k in range(o.grad_accum):
-                t0 = time.perf_counter()
-                x = next(batches).to(device, non_blocking=True)
-                wait += time.perf_counter() - t0
-                gen = torch.Generator(device=device).manual_seed(_mix(cfg.seed, step, rank, k))
-                with torch.autocast(
-                    device.type, dtype=torch.bfloat16, enabled=engine.precision == "bf16"
-                ):
-                    batch = model.prepare_batch(x, gen)
-                    loss, logs = wrapped(batch, progress)
-                if not torch.isfinite(loss):
-                    raise BenchError(
-                        f"{method}: non-finite loss at step {step} ({loss.item()})",
-                        hint="lower optim.lr, or use --precision fp32",
-                    )
-                (loss / o.grad_accum).backward()
-                step_loss += loss.item() / o.grad_accum
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            model.after_optimizer_step(progress)
+            step_loss, logs, waited = train_step(
+                model, wrapped, opt, batches, step, cfg, engine.precision, device, rank
+            )
+            wait += waited
             losses.append(step_loss)
             samples += o.batch_size
             done = step + 1
@@ -595,6 +597,76 @@ def _pretrain(
         run_dir, final_path, end, losses, samples / max(wall, 1e-9), wall, start_step,
         train_seconds=prior_seconds + wall,
     )  # fmt: skip
+
+
+def make_optimizer(model: SSLMethod, o: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW over the method's parameter groups; LR and weight decay are set every step by
+    :func:`train_step` from the schedules (each group's ``wd_scale`` exempts norms and biases)."""
+    return torch.optim.AdamW(
+        [dict(g, lr=o.lr, weight_decay=0.0) for g in model.parameter_groups()],
+        lr=o.lr,
+        betas=o.betas,
+        eps=o.eps,
+    )
+
+
+def train_step(
+    model: SSLMethod,
+    wrapped: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    batches: Iterator[torch.Tensor],
+    step: int,
+    cfg: MethodConfig,
+    precision: str,
+    device: torch.device,
+    rank: int = 0,
+    prepare: Callable[[torch.Tensor, torch.Generator], dict] | None = None,
+) -> tuple[float, dict[str, Any], float]:
+    """One optimiser step of the engine: schedules, ``grad_accum`` micro-batches (masks or views,
+    forward under autocast, backward), clipping, AdamW, then the method's post-step hook (EMA).
+
+    Args:
+        model: the method; ``wrapped`` is what the forward goes through (the method itself, or
+            its DistributedDataParallel / ``torch.compile`` wrapper).
+        batches: yields ``(micro_batch, C, crop)`` float tensors (the DataLoader's iterator).
+        step: 0-based optimiser step; seeds dropout, masks and augmentations with ``cfg.seed``
+            and ``rank``, so the step is a pure function of its inputs.
+        precision: ``bf16`` (autocast) or ``fp32``.
+        prepare: replaces ``model.prepare_batch`` (``bench perf`` times a per-sample reference).
+
+    Returns:
+        ``(loss, logs, data_wait_seconds)``: the mean loss over the micro-batches, the method's
+        logs of the last one, and the time spent waiting for ``batches``.
+    """
+    o = cfg.optim
+    progress = step / o.steps
+    for group in opt.param_groups:
+        group["lr"] = learning_rate(o, step)
+        group["weight_decay"] = weight_decay(o, step) * group["wd_scale"]
+    torch.manual_seed(_mix(cfg.seed, step, rank))  # dropout / drop-path: a function of the step
+    prepare = prepare or model.prepare_batch
+    step_loss, wait, logs = 0.0, 0.0, {}
+    for k in range(o.grad_accum):
+        t0 = time.perf_counter()
+        x = next(batches).to(device, non_blocking=True)
+        wait += time.perf_counter() - t0
+        gen = torch.Generator(device=device).manual_seed(_mix(cfg.seed, step, rank, k))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            batch = prepare(x, gen)
+            loss, logs = wrapped(batch, progress)
+        if not torch.isfinite(loss):
+            raise BenchError(
+                f"{model.name}: non-finite loss at step {step} ({loss.item()})",
+                hint="lower optim.lr, or use --precision fp32",
+            )
+        (loss / o.grad_accum).backward()
+        step_loss += loss.item() / o.grad_accum
+    if o.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    model.after_optimizer_step(progress)
+    return step_loss, logs, wait
 
 
 def _mix(*values: int) -> int:

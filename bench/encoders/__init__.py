@@ -14,6 +14,7 @@ from bench.encoders.masks import (
 from bench.encoders.positions import sincos_1d, sincos_2d
 from bench.encoders.predictor import TokenPredictor
 from bench.encoders.vit import (
+    ATTENTION_KERNELS,
     ENCODER_SIZES,
     POS_EMBEDS,
     TokenLayout,
@@ -21,9 +22,12 @@ from bench.encoders.vit import (
     build_encoder,
     init_weights,
     predictor_defaults,
+    resolve_attention,
+    use_attention,
 )
 
 __all__ = [
+    "ATTENTION_KERNELS",
     "ENCODER_SIZES",
     "POS_EMBEDS",
     "TokenLayout",
@@ -37,7 +41,9 @@ __all__ = [
     "jepa_block_mask",
     "mae_lead_mask",
     "predictor_defaults",
+    "resolve_attention",
     "sincos_1d",
     "sincos_2d",
     "time_to_token_indices",
+    "use_attention",
 ]

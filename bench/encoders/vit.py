@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+from timm.layers import Attention
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
@@ -30,6 +31,7 @@ from bench.encoders.masks import cropa_mask, gather_tokens
 from bench.encoders.positions import sincos_1d, sincos_2d
 
 __all__ = [
+    "ATTENTION_KERNELS",
     "ENCODER_SIZES",
     "POS_EMBEDS",
     "TokenLayout",
@@ -37,6 +39,8 @@ __all__ = [
     "build_encoder",
     "init_weights",
     "predictor_defaults",
+    "resolve_attention",
+    "use_attention",
 ]
 
 LAYOUT_KINDS = ("mixed", "lead")
@@ -132,6 +136,38 @@ def transformer_blocks(
         )
         for rate in rates
     )
+
+
+ATTENTION_KERNELS = ("auto", "fused", "matmul")
+
+
+def resolve_attention(kernel: str, device: torch.device | str, precision: str) -> str:
+    """The attention kernel to use: ``"fused"`` (``F.scaled_dot_product_attention``) or
+    ``"matmul"`` (timm's explicit ``softmax(q k^T / sqrt(d)) v``, two batched matmuls).
+
+    ``"auto"`` picks ``matmul`` for bf16 on a CPU and ``fused`` everywhere else. Why: on CPU
+    (torch 2.14, AVX-512 bf16) the fused flash kernel runs forward + backward of ECG-sized
+    attention (200 tokens, head width 32-64) at 35-65 GFLOP/s in bf16, slower than in fp32,
+    while the explicit matmuls run it 2.5x faster (``bench perf`` prints both). In fp32 on CPU,
+    and on CUDA, the fused kernel is the faster one.
+    """
+    if kernel not in ATTENTION_KERNELS:
+        raise ValueError(f"unknown attention kernel {kernel!r}; choose from {ATTENTION_KERNELS}")
+    if kernel != "auto":
+        return kernel
+    return "matmul" if torch.device(device).type == "cpu" and precision == "bf16" else "fused"
+
+
+def use_attention(module: nn.Module, kernel: str) -> int:
+    """Route every timm ``Attention`` inside ``module`` to ``kernel`` (``fused`` or ``matmul``,
+    see :func:`resolve_attention`); the weights and the maths are the same. Returns the number
+    of attention layers switched."""
+    if kernel not in ("fused", "matmul"):
+        raise ValueError(f"kernel must be 'fused' or 'matmul', got {kernel!r}")
+    layers = [m for m in module.modules() if isinstance(m, Attention)]
+    for layer in layers:
+        layer.fused_attn = kernel == "fused"  # timm's own switch between the two paths
+    return len(layers)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "ci_notation",
     "evaluable_labels",
     "label_metrics",
+    "macro_auroc",
     "paired_bootstrap",
     "stratified_fraction",
 ]
@@ -172,6 +173,22 @@ def label_metrics(y_true, scores, classes: Sequence[str]) -> dict:
         "n_labels": int(k),
         "n_labels_evaluated": len(aurocs),
     }
+
+
+def macro_auroc(y_true, scores) -> float:
+    """Macro AUROC over the evaluable labels, equal to ``label_metrics(...)["macro_auroc"]``.
+
+    For model selection, called once per epoch: one vectorised pass over all labels
+    (:func:`_weighted_auroc_ap` with unit weights) instead of a scikit-learn call per label and
+    metric (~1 ms each, mostly input checks; 70 % of a linear probe's time on 71 labels).
+    """
+    y = _as_labels(y_true)
+    s = _as_scores(scores, y.shape)
+    auroc, _ = _weighted_auroc_ap(y, s, np.ones((1, y.shape[0])))
+    evaluable = ~np.isnan(auroc[0])
+    if not evaluable.any():
+        raise _no_evaluable_error(y)
+    return float(auroc[0, evaluable].mean())
 
 
 # --------------------------------------------------------------------------- bootstrap

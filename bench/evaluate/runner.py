@@ -22,6 +22,7 @@ import torch
 
 from bench.config import apply_overrides, config_hash, to_dict
 from bench.data.cache import SignalCache
+from bench.encoders import resolve_attention, use_attention
 from bench.errors import BenchError
 from bench.evaluate import protocols as P
 from bench.evaluate.config import EvalConfig, eval_hash, protocol_view
@@ -105,9 +106,16 @@ class Evaluator:
         s, c = self.subject, self.subject.config
         return SignalSource(self.cache, ecg_ids, s.leads, s.norm_mean, s.norm_std, c.data.clip)
 
+    def encoder(self) -> torch.nn.Module:
+        """A fresh copy of the subject's encoder, its attention kernel chosen for this device
+        and precision (:func:`bench.encoders.resolve_attention`)."""
+        encoder = self.subject.encoder()
+        use_attention(encoder, resolve_attention("auto", self.device, self.precision))
+        return encoder
+
     def frozen_encoder(self) -> torch.nn.Module:
         if self._frozen is None:
-            self._frozen = self.subject.encoder().to(self.device).eval().requires_grad_(False)
+            self._frozen = self.encoder().to(self.device).eval().requires_grad_(False)
         return self._frozen
 
     def _group_source(self, group: str) -> SignalSource:
@@ -180,7 +188,7 @@ class Evaluator:
                 if protocol == "linear":
                     return linear
                 fit = P.fit_finetune(
-                    self.subject.encoder(), linear.model,
+                    self.encoder(), linear.model,
                     self.source(train_ids, "train"), y_train,
                     self.source(val_ids, "val"), y_val, e.finetune, **common,
                 )  # fmt: skip

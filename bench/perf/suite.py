@@ -1,0 +1,363 @@
+"""``bench perf``: the whole benchmark, its scaling sweep, the paper-preset projection, and
+the tables it prints and writes.
+
+Figures of one run:
+
+* the matmul peak per precision (:mod:`bench.perf.peak`), measured first;
+* per method x encoder: the engine step in fp32 and bf16 and the straightforward reference,
+  each ``samples/s``, model FLOPs per sample (``torch.utils.flop_counter``, forward + backward,
+  :func:`bench.flops.pretrain_step_flops`), achieved FLOP/s = FLOPs per sample x samples/s, that
+  as a share of the peak of the precision the step ran in, peak memory, the data-wait share of
+  step time, and the speed-up over the straightforward reference;
+* optionally how cost grows with tokens, batch and encoder size (:func:`scaling_cases`);
+* the projected device time of each method's ``paper`` preset (:func:`paper_projection`).
+
+Figures are only as quiet as the machine: nothing else should run during a benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.perf.measure import Case, run_case
+
+PERF_RECORDS = 320  # synthetic records for the loader: enough for batches of 64 from folds 1-8
+SCALING_CROPS = (2.5, 5.0, 10.0)
+SCALING_BATCHES = (8, 16, 32, 64)
+SCALING_ENCODERS = ("xs", "s", "b")
+# Dense bf16 tensor-core peaks from the vendors' data sheets, for the projection only.
+GPU_PEAKS_TFLOPS = {"A100": 312.0, "H100 SXM": 989.0}
+
+
+def prepare_data(
+    data_dir: Path | None, rates: Sequence[int], results: Path, progress: bool = False
+) -> tuple[Path, Path, str]:
+    """A dataset and caches at ``rates`` for the loader: ``data_dir`` (PTB-XL), or a small
+    synthetic PTB-XL (:data:`PERF_RECORDS` records) generated under ``results/perf``.
+
+    Returns ``(dataset root, cache root, dataset name)``.
+    """
+    from bench.data.cache import prepare_cache
+    from bench.data.ptbxl import PTBXL, resolve_data_dir
+    from bench.data.synthetic import generate_synthetic_ptbxl
+
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        native = (100,) if max(rates) <= 100 else (100, 500)  # 250 Hz is resampled from 500
+        root = generate_synthetic_ptbxl(
+            results / "perf" / "data" / f"synthetic-{PERF_RECORDS}-{'-'.join(map(str, native))}",
+            n=PERF_RECORDS,
+            rates=native,
+            progress=progress,
+        )
+    dataset = PTBXL(root)
+    cache_root = results / "perf" / "cache"
+    for rate in sorted(set(rates)):
+        prepare_cache(dataset, rate, cache_root=cache_root, progress=progress)
+    return root, cache_root, dataset.name
+
+
+def _derived(row: dict, flops_per_sample: float, peak: dict) -> dict:
+    achieved = flops_per_sample * row["samples_per_s"]
+    row["flops_per_sample"] = flops_per_sample
+    row["achieved_flops"] = achieved
+    row["peak_share"] = achieved / peak[row["precision_used"]]["flops"]
+    return row
+
+
+def benchmark_cases(
+    methods: Sequence[str],
+    encoders: Sequence[str | None],
+    base: Case,
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    straightforward: bool = True,
+) -> list[Case]:
+    """Engine steps at each precision, then the straightforward reference, per method x
+    encoder (``None``: the method's paper size)."""
+    cases = []
+    for method in methods:
+        for encoder in encoders:
+            for precision in precisions:
+                cases.append(replace(base, method=method, encoder=encoder, precision=precision))
+            if straightforward:
+                cases.append(
+                    replace(
+                        base,
+                        method=method,
+                        encoder=encoder,
+                        precision="fp32",
+                        impl="straightforward",
+                    )
+                )
+    return cases
+
+
+def scaling_cases(method: str, base: Case, precision: str = "bf16") -> list[Case]:
+    """Engine steps of ``method`` at ``precision`` varying one factor at a time around ``base``:
+    crop length (tokens) over :data:`SCALING_CROPS` seconds, batch over :data:`SCALING_BATCHES`,
+    encoder over :data:`SCALING_ENCODERS`."""
+    base = replace(base, method=method, precision=precision, impl="engine")
+    cases = [
+        replace(base, overrides=(*base.overrides, f"data.crop_seconds={s}")) for s in SCALING_CROPS
+    ]
+    cases += [replace(base, batch_size=b) for b in SCALING_BATCHES]
+    cases += [replace(base, encoder=e) for e in SCALING_ENCODERS]
+    return cases
+
+
+def measure_all(
+    cases: Sequence[Case],
+    peak: dict,
+    echo: Callable[[dict], None] = lambda row: None,
+    timeout: float | None = None,
+) -> list[dict]:
+    """Run every case (fresh process each) and add FLOPs, achieved FLOP/s and peak share.
+
+    FLOPs per sample are counted once per distinct config (at batch 4: per-sample counts do not
+    depend on the batch beyond batch-wide terms such as SimCLR's similarity matrix).
+    """
+    from bench.flops import pretrain_step_flops
+
+    counted: dict[str, float] = {}
+    rows = []
+    for case in cases:
+        cfg = case.config()
+        key = f"{case.method}:{json.dumps(_plain(cfg), sort_keys=True, default=str)}"
+        if key not in counted:
+            counted[key] = pretrain_step_flops(case.method, cfg, batch_size=4)
+        result = run_case(case, timeout=timeout)
+        row = {
+            "method": case.method,
+            "impl": case.impl,
+            "precision": case.precision if case.impl == "engine" else "fp32",
+            "batch_size": case.batch_size,
+            "overrides": list(case.overrides),
+            "crop_seconds": cfg.data.crop_seconds,
+            "rate": cfg.data.rate,
+            **result,
+        }
+        rows.append(_derived(row, counted[key], peak))
+        echo(row)
+    _speedups(rows)
+    return rows
+
+
+def _plain(cfg) -> dict:
+    from bench.config import to_dict
+
+    return to_dict(cfg)
+
+
+def _speedups(rows: list[dict]) -> None:
+    """``speedup``: samples/s of each engine row over the straightforward row of the same
+    method, encoder, batch and overrides (None where there is none)."""
+
+    def group(r):
+        return (r["method"], r["encoder"], r["batch_size"], tuple(r["overrides"]))
+
+    reference = {group(r): r["samples_per_s"] for r in rows if r["impl"] == "straightforward"}
+    for r in rows:
+        ref = reference.get(group(r))
+        r["speedup"] = r["samples_per_s"] / ref if ref and r["impl"] == "engine" else None
+
+
+def paper_projection(
+    methods: Sequence[str], rows: Sequence[dict] = (), peak: dict | None = None
+) -> list[dict]:
+    """Projected device time of each method's ``paper`` preset from counted FLOPs.
+
+    Total = FLOPs per sample x ``optim.batch_size`` x ``optim.steps``. Hours are given at 40 %
+    of the dense bf16 peak of the GPUs in :data:`GPU_PEAKS_TFLOPS` (an assumed utilisation,
+    typical of well-fed ViT training, not a measurement), and on this machine at the utilisation
+    measured for that method's bf16 engine step in ``rows`` (same encoder size when measured).
+    """
+    from bench.flops import pretrain_step_flops, pretrain_total_flops
+    from bench.train import resolve_config
+
+    out = []
+    for method in methods:
+        cfg = resolve_config(method, "paper")
+        per_sample = pretrain_step_flops(method, cfg, batch_size=2)
+        total = pretrain_total_flops(per_sample, cfg.optim.batch_size, cfg.optim.steps)
+        entry = {
+            "method": method,
+            "encoder": cfg.encoder.size,
+            "tokens": None,
+            "flops_per_sample": per_sample,
+            "batch_size": cfg.optim.batch_size,
+            "steps": cfg.optim.steps,
+            "total_flops": total,
+            "gpu_hours_at_40pct": {
+                name: total / (tflops * 1e12 * 0.4) / 3600
+                for name, tflops in GPU_PEAKS_TFLOPS.items()
+            },
+            "this_machine_hours": None,
+        }
+        measured = [
+            r for r in rows
+            if r["method"] == method and r["impl"] == "engine" and r["precision"] == "bf16"
+            and r["encoder"] == cfg.encoder.size and not r["overrides"]
+        ]  # fmt: skip
+        if measured and peak:
+            rate = measured[0]["achieved_flops"]
+            entry["this_machine_hours"] = total / rate / 3600
+        out.append(entry)
+    return out
+
+
+# --------------------------------------------------------------------------- formatting
+def _si(value: float, unit: str = "") -> str:
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+ROW_HEADER = (
+    "method", "encoder", "tokens", "batch", "impl", "precision", "samples/s", "FLOP/sample",
+    "achieved FLOP/s", "% of peak", "peak memory", "data wait", "speed-up",
+)  # fmt: skip
+
+
+def row_cells(r: dict) -> list[str]:
+    impl = "straightforward" if r["impl"] == "straightforward" else f"engine ({r['attention']})"
+    return [
+        r["method"],
+        r["encoder"],
+        str(r["tokens"]),
+        str(r["batch_size"]),
+        impl,
+        r["precision"],
+        f"{r['samples_per_s']:.1f}",
+        _si(r["flops_per_sample"]),
+        _si(r["achieved_flops"]),
+        f"{100 * r['peak_share']:.0f} %",
+        f"{r['peak_memory_bytes'] / 2**20:.0f} MiB",
+        f"{100 * r['data_wait_fraction']:.1f} %",
+        f"{r['speedup']:.2f}x" if r.get("speedup") else "",
+    ]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in rows)])
+
+
+def projection_cells(p: dict) -> list[str]:
+    gpus = [f"{p['gpu_hours_at_40pct'][name]:.1f} h" for name in GPU_PEAKS_TFLOPS]
+    here = f"{p['this_machine_hours']:.0f} h" if p["this_machine_hours"] else "not measured"
+    return [
+        p["method"], p["encoder"], _si(p["flops_per_sample"]), str(p["batch_size"]),
+        str(p["steps"]), _si(p["total_flops"]), *gpus, here,
+    ]  # fmt: skip
+
+
+PROJECTION_HEADER = (
+    "method", "encoder", "FLOP/sample", "batch", "steps", "total FLOPs",
+    *(f"{name} at 40 %" for name in GPU_PEAKS_TFLOPS), "this machine",
+)  # fmt: skip
+
+
+def peak_lines(peak: dict) -> list[str]:
+    return [
+        f"matmul peak {precision}: {_si(v['flops'], 'FLOP/s')} (square {v['size']})"
+        for precision, v in peak.items()
+    ]
+
+
+def render_markdown(report: dict) -> str:
+    """The whole report as Markdown (the README's performance section quotes it)."""
+    env = report["environment"]
+    parts = [
+        f"# bench perf, {report['started']}",
+        "",
+        f"{env['machine']}; torch {env['torch']}, {env['threads']} threads; "
+        f"data: {report['dataset']}; {report['steps']} timed steps after {report['warmup']} "
+        "warm-up steps per case.",
+        "",
+        *[f"- {line}" for line in peak_lines(report["peak"])],
+        "",
+        markdown_table(ROW_HEADER, [row_cells(r) for r in report["rows"]]),
+    ]
+    if report.get("scaling"):
+        parts += [
+            "",
+            "## Scaling",
+            "",
+            markdown_table(ROW_HEADER, [row_cells(r) for r in report["scaling"]]),
+        ]
+    if report.get("projection"):
+        parts += [
+            "",
+            "## Projected pre-training time of the paper preset",
+            "",
+            markdown_table(PROJECTION_HEADER, [projection_cells(p) for p in report["projection"]]),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _machine(device: str) -> str:
+    import os
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    return {
+        "machine": _machine(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+    """``perf-<time>.json`` and ``.md`` in ``out_dir``, each written atomically."""
+    from bench.report.build import atomic_write
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "perf-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    atomic_write(json_path, json.dumps(report, indent=1))
+    atomic_write(md_path, render_markdown(report))
+    return json_path, md_path
+
+
+def check_methods(methods: Sequence[str]) -> None:
+    from bench.evaluate.subjects import REFERENCES
+    from bench.method import METHODS
+
+    for method in methods:
+        if method in REFERENCES:
+            raise BenchError(f"{method} is a reference row without pre-training: nothing to time")
+        METHODS.get(method)  # unknown names raise a BenchError listing the registered ones

@@ -1,0 +1,225 @@
+"""`bench perf`: the matmul probe, the straightforward reference, the attention kernels, one
+case measured through the real loader, and the command end to end on tiny encoders.
+
+Speed itself is never asserted (it depends on the machine); what is asserted is that the
+figures are measured, consistent with each other and written."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench.cli import cli
+from bench.encoders import (
+    TokenLayout,
+    ViT1D,
+    resolve_attention,
+    use_attention,
+)
+from bench.errors import BenchError
+from bench.perf.measure import Case, measure_case
+from bench.perf.peak import matmul_peak
+from bench.perf.reference import looped_prepare
+from bench.perf.suite import (
+    benchmark_cases,
+    paper_projection,
+    prepare_data,
+    scaling_cases,
+)
+from bench.train import build_method, resolve_config
+
+
+def test_matmul_peak_measures_each_precision():
+    peak = matmul_peak("cpu", ("fp32", "bf16"), sizes=(64, 128), seconds=0.05)
+    assert set(peak) == {"fp32", "bf16"}
+    for entry in peak.values():
+        assert entry["flops"] > 0 and entry["size"] in (64, 128)
+        assert entry["flops"] == max(entry["by_size"].values())
+
+
+def test_attention_kernel_choice():
+    assert resolve_attention("auto", "cpu", "bf16") == "matmul"
+    assert resolve_attention("auto", "cpu", "fp32") == "fused"
+    assert resolve_attention("auto", torch.device("cuda"), "bf16") == "fused"
+    assert resolve_attention("fused", "cpu", "bf16") == "fused"
+    with pytest.raises(ValueError, match="unknown attention kernel"):
+        resolve_attention("flash", "cpu", "bf16")
+
+
+@pytest.mark.parametrize("cropa", [False, True])
+def test_fused_and_matmul_attention_compute_the_same(cropa):
+    """The two kernels are the same maths: outputs and gradients agree (CroPA mask included,
+    with a context subset so the mask is per sample)."""
+    torch.manual_seed(0)
+    kind = "lead" if cropa else "mixed"
+    enc = ViT1D(TokenLayout(kind, 12, 200, 20), 32, 2, 4, cropa=cropa, n_registers=1)
+    assert use_attention(enc, "fused") == 2
+    x = torch.randn(3, 12, 200)
+    keep = torch.sort(torch.rand(3, enc.layout.n_tokens).argsort(1)[:, :50], dim=1).values
+    outputs, grads = [], []
+    for kernel in ("fused", "matmul"):
+        use_attention(enc, kernel)
+        enc.zero_grad()
+        out = enc.forward_tokens(x, idx_keep=keep)
+        out.square().mean().backward()
+        outputs.append(out.detach())
+        grads.append(enc.patch_embed.weight.grad.clone())
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError):
+        use_attention(enc, "auto")
+
+
+def _smoke(method: str):
+    cfg = resolve_config(method, "smoke")
+    torch.manual_seed(0)
+    return build_method(cfg, method), cfg
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "mae", "jepa", "ecg_jepa"])
+def test_looped_reference_makes_batches_of_the_same_form(method):
+    model, cfg = _smoke(method)
+    x = torch.randn(4, len(cfg.data.leads), cfg.data.crop_samples)
+    prepare, note = looped_prepare(model)
+    looped = prepare(x, torch.Generator().manual_seed(1))
+    batched = model.prepare_batch(x, torch.Generator().manual_seed(1))
+    assert looped.keys() == batched.keys() and note
+    for key in batched:
+        assert looped[key].shape == batched[key].shape, key
+        assert looped[key].dtype == batched[key].dtype, key
+    if method == "ecg_jepa":
+        assert "nothing per sample" in note
+    if method in ("jepa", "mae"):  # every row a valid split of the tokens, rows differ
+        keep, mask = looped["idx_keep"], looped["idx_mask"]
+        everything = torch.sort(torch.cat([keep, mask], 1), 1).values
+        assert torch.equal(everything, torch.arange(everything.shape[1]).expand_as(everything))
+        assert not all(torch.equal(keep[0], row) for row in keep[1:])
+    loss, _ = model(looped, 0.0)  # the reference batch trains like the real one
+    assert torch.isfinite(loss)
+
+
+def test_jepa_reference_keeps_min_block_runs():
+    model, cfg = _smoke("jepa")
+    x = torch.randn(6, 12, cfg.data.crop_samples)
+    batch = looped_prepare(model)[0](x, torch.Generator().manual_seed(2))
+    n = batch["idx_keep"].shape[1] + batch["idx_mask"].shape[1]
+    for row in batch["idx_mask"]:
+        masked = torch.zeros(n, dtype=torch.bool)
+        masked[row] = True
+        runs, length = [], 0
+        for value in masked.tolist() + [False]:
+            if value:
+                length += 1
+            elif length:
+                runs.append(length)
+                length = 0
+        assert min(runs) >= cfg.min_block
+
+
+def _case(data_root, cache_root, **kw) -> Case:
+    fields = dict(
+        method="jepa", encoder="tiny", precision="bf16", impl="engine", batch_size=4,
+        data_root=str(data_root), cache_root=str(cache_root), preset="smoke", steps=2,
+        warmup=1, device="cpu", workers=1,
+    )  # fmt: skip
+    return Case(**{**fields, **kw})
+
+
+def test_one_case_is_measured_through_the_real_loader(small_synthetic, tmp_path):
+    root, cache_root, name = prepare_data(small_synthetic, [100], tmp_path)
+    assert root == small_synthetic and (cache_root / name).parent.exists()
+    engine = measure_case(_case(root, cache_root))
+    reference = measure_case(_case(root, cache_root, impl="straightforward"))
+    for result in (engine, reference):
+        assert result["samples_per_s"] > 0
+        assert math.isclose(result["samples_per_s"] * result["step_seconds"], 4)
+        assert 0 <= result["data_wait_fraction"] < 1
+        assert result["peak_memory_bytes"] > 50 * 2**20  # a Python process with torch
+        assert result["tokens"] == 200 and result["encoder"] == "tiny"
+    assert engine["attention"] == "matmul" and engine["precision_used"] == "bf16"
+    assert reference["attention"] == "matmul" and reference["precision_used"] == "fp32"
+    assert engine["prepare"] == "batched" and reference["prepare"] == "block masks per sample"
+
+
+def test_case_lists_cover_methods_precisions_and_scaling(tmp_path):
+    base = _case(tmp_path, tmp_path)
+    cases = benchmark_cases(["jepa", "mae"], ["xs", "s"], base)
+    assert len(cases) == 2 * 2 * 3
+    assert [c.impl for c in cases[:3]] == ["engine", "engine", "straightforward"]
+    assert {c.precision for c in cases if c.impl == "straightforward"} == {"fp32"}
+    sweep = scaling_cases("jepa", base)
+    assert {c.config().data.crop_seconds for c in sweep} >= {2.5, 5.0, 10.0}
+    assert {c.batch_size for c in sweep} >= {8, 16, 32, 64}
+    assert {c.encoder for c in sweep} >= {"xs", "s", "b"}
+    assert all(c.config().optim.grad_accum == 1 for c in sweep)
+
+
+def test_paper_projection_multiplies_counted_flops():
+    (entry,) = paper_projection(["simclr"])
+    cfg = resolve_config("simclr", "paper")
+    assert entry["batch_size"] == cfg.optim.batch_size and entry["steps"] == cfg.optim.steps
+    assert math.isclose(
+        entry["total_flops"], entry["flops_per_sample"] * cfg.optim.batch_size * cfg.optim.steps
+    )
+    assert entry["this_machine_hours"] is None  # nothing measured: nothing claimed
+    hours = entry["gpu_hours_at_40pct"]
+    assert hours["A100"] > hours["H100 SXM"] > 0
+
+
+def test_bench_perf_end_to_end(small_synthetic, tmp_path):
+    out = tmp_path / "perf"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "perf", "--method", "jepa", "--encoder", "tiny", "--preset", "smoke",
+            "--batch-size", "4", "--steps", "1", "--warmup", "1", "--workers", "1",
+            "--data-dir", str(small_synthetic), "--no-projection", "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "matmul peak fp32" in result.output and "matmul peak bf16" in result.output
+    (json_path,) = out.glob("perf-*.json")
+    report = json.loads(json_path.read_text())
+    rows = report["rows"]
+    assert [(r["impl"], r["precision"]) for r in rows] == [
+        ("engine", "fp32"), ("engine", "bf16"), ("straightforward", "fp32"),
+    ]  # fmt: skip
+    for r in rows:
+        assert r["flops_per_sample"] > 0
+        assert math.isclose(r["achieved_flops"], r["flops_per_sample"] * r["samples_per_s"])
+        peak = report["peak"][r["precision_used"]]["flops"]
+        assert math.isclose(r["peak_share"], r["achieved_flops"] / peak)
+    reference = rows[2]["samples_per_s"]
+    assert math.isclose(rows[1]["speedup"], rows[1]["samples_per_s"] / reference)
+    assert rows[2]["speedup"] is None
+    md = json_path.with_suffix(".md").read_text()
+    assert "| jepa | tiny | 200 | 4 | straightforward | fp32 |" in md
+    assert not list(out.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "nope"], "nope"),
+        (["--method", "random"], "reference row"),
+        (["--precision", "fp16"], "unknown precision"),
+        (["--scaling", "nope"], "nope"),
+    ],
+)
+def test_bench_perf_rejects_bad_input(args, message):
+    result = CliRunner().invoke(cli, ["perf", *args])
+    assert result.exit_code != 0
+    assert message in (result.output + str(result.exception))
+
+
+def test_a_failing_case_reports_the_child_error(small_synthetic, tmp_path):
+    from bench.perf.measure import run_case
+
+    root, cache_root, _ = prepare_data(small_synthetic, [100], tmp_path)
+    bad = _case(root, cache_root, overrides=("data.rate=500",))  # no 500 Hz cache prepared
+    with pytest.raises(BenchError, match="failed with exit code"):
+        run_case(bad)
