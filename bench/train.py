@@ -244,15 +244,18 @@ def resolve_config(
     overrides: list[str] | tuple[str, ...] = (),
     encoder: str | None = None,
 ) -> MethodConfig:
-    """Paper defaults, then the preset's overrides, then ``--encoder``, then ``--set`` items."""
+    """Paper defaults, then the preset's overrides, then ``--encoder`` (a size other than the
+    config's also resets ``encoder.heads`` to that size's), then ``--set`` items."""
     from bench.presets import preset_overrides
 
     cls = METHODS.get(method)
     cfg = cls.Config()
     if preset:
         cfg = apply_overrides(cfg, preset_overrides(preset, method))
-    if encoder:
-        cfg = apply_overrides(cfg, {"encoder.size": encoder})
+    if encoder and encoder != cfg.encoder.size:
+        # An explicit head count belongs to the size it was published with (ECG-JEPA: 16 heads
+        # at ViT-B width); another size takes its own heads unless --set encoder.heads says so.
+        cfg = apply_overrides(cfg, {"encoder.size": encoder, "encoder.heads": None})
     return apply_overrides(cfg, list(overrides))
 
 

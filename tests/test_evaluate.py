@@ -233,3 +233,29 @@ def test_every_method_goes_through_every_protocol(synthetic, name):
         logits = ev.window_logits(fit, protocol, td.split("val")[0], "val")
         assert logits.shape == (len(td.split("val")[0]), len(ev.offsets), len(td.classes))
         assert np.isfinite(logits).all()
+
+
+def test_linear_probe_runs_on_one_thread_and_restores_the_count():
+    """Tiny layers run on one intra-op thread (faster, and immune to a busy machine); the
+    caller's thread count comes back, also when the fit fails."""
+    import torch
+
+    from bench.evaluate import protocols as P
+    from bench.evaluate.config import LinearConfig
+
+    rng = np.random.default_rng(0)
+    train, val = rng.normal(size=(40, 2, 8)).astype(np.float32), rng.normal(size=(20, 3, 8))
+    y_train, y_val = (rng.random((40, 3)) < 0.5).astype(int), (rng.random((20, 3)) < 0.5)
+    seen = []
+    before = torch.get_num_threads()
+
+    def on_epoch(epoch, logs):
+        seen.append(torch.get_num_threads())
+        if epoch == 1:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        P.fit_linear(train, y_train, val.astype(np.float32), y_val.astype(int),
+                     LinearConfig(epochs=5), "mean_logits", 0, on_epoch)  # fmt: skip
+    assert seen == [1, 1]
+    assert torch.get_num_threads() == before

@@ -327,3 +327,26 @@ def test_stratified_fraction_deterministic_and_full():
 def test_stratified_fraction_invalid_fraction_raises(fraction):
     with pytest.raises(BenchError):
         stratified_fraction(multilabel(n=50), fraction, seed=0)
+
+
+def test_macro_auroc_equals_label_metrics_with_ties_and_one_class_labels():
+    """The vectorised model-selection AUROC is scikit-learn's macro AUROC, to rounding."""
+    from bench.evaluate.metrics import macro_auroc
+
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        n, k = int(rng.integers(4, 200)), int(rng.integers(1, 40))
+        y = (rng.random((n, k)) < rng.random(k) * 0.4).astype(int)
+        y[:, 0] = 0  # a label without positives: excluded from both
+        scores = np.round(rng.normal(size=(n, k)), int(rng.integers(0, 3)))  # many ties
+        if k == 1:
+            with pytest.raises(BenchError):
+                macro_auroc(y, scores)
+            continue
+        try:
+            expected = label_metrics(y, scores, [str(j) for j in range(k)])["macro_auroc"]
+        except BenchError:
+            with pytest.raises(BenchError):
+                macro_auroc(y, scores)
+            continue
+        assert macro_auroc(y, scores) == pytest.approx(expected, abs=1e-12)

@@ -245,3 +245,12 @@ def test_a_finished_run_is_reused_not_overwritten(small, tmp_path):
     )
     forced = pretrain("jepa", cfg, ds, cache, ENGINE, runs_root=tmp_path, force=True)
     assert not forced.reused and forced.losses == first.losses  # deterministic
+
+
+def test_another_encoder_size_takes_its_own_head_count():
+    """ECG-JEPA publishes 16 heads at ViT-B width; at xs (192 wide) that would be 12-wide heads.
+    --encoder resets an explicit head count to the size's, unless --set asks for one."""
+    assert resolve_config("ecg_jepa", "paper").encoder.heads == 16
+    assert resolve_config("ecg_jepa", "paper", encoder="b").encoder.heads == 16  # same size
+    assert resolve_config("ecg_jepa", "paper", encoder="xs").encoder.heads is None
+    assert resolve_config("ecg_jepa", "paper", ["encoder.heads=8"], "xs").encoder.heads == 8
