@@ -759,6 +759,11 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
     help="also sweep tokens, batch and encoder size for this method (bf16)",
 )
 @click.option("--no-projection", is_flag=True, help="skip the paper-preset projection")
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="instead: time linear probing of the four tasks from cached features (--preset cpu)",
+)
 @data_dir_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option(
@@ -787,11 +792,17 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
 )
 def perf_command(
     methods, encoders, preset, overrides, batch_size, steps, warmup, precisions,
-    no_straightforward, scaling_method, no_projection, data_dir, device, attention, compile_,
-    workers, out, timeout,
+    no_straightforward, scaling_method, no_projection, probe, data_dir, device, attention,
+    compile_, workers, out, timeout,
 ) -> None:  # fmt: skip
     """Samples/s, FLOP/s against the measured matmul peak, memory and data wait of a full
-    pre-training step, per method x encoder x precision, against a straightforward version."""
+    pre-training step, per method x encoder x precision, against a straightforward version.
+
+    With --probe: seconds of linear probing of the four tasks from cached features, against the
+    straightforward probe."""
+    if probe:
+        _perf_probe(data_dir, preset, encoders, device, out)
+        return
     from bench.method import METHODS
     from bench.paths import results_dir
     from bench.perf import suite
@@ -861,6 +872,29 @@ def perf_command(
         )
     json_path, md_path = suite.write_report(report, out or root / "perf")
     click.echo(f"\nwrote {json_path} and {md_path}")
+
+
+def _perf_probe(data_dir, preset, encoders, device, out) -> None:
+    import json
+
+    from bench.paths import results_dir
+    from bench.perf.probe import probe_benchmark
+    from bench.report.build import atomic_write
+    from bench.task import BENCHMARK_TASKS
+    from bench.train import resolve_device
+
+    dataset = open_dataset(data_dir)
+    sizes = _csv(encoders)
+    preset = "cpu" if preset == "paper" else preset  # probing a paper-size encoder on a CPU: no
+    encoder = None if sizes == ["paper"] else sizes[0]
+    result = probe_benchmark(
+        dataset, BENCHMARK_TASKS, preset, encoder, resolve_device(device), echo=click.echo,
+    )  # fmt: skip
+    out_dir = out or results_dir() / "perf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ("probe-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ".json")
+    atomic_write(path, json.dumps(result, indent=1))
+    click.echo(f"wrote {path}")
 
 
 @cli.command("reproduce")

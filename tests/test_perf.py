@@ -223,3 +223,23 @@ def test_a_failing_case_reports_the_child_error(small_synthetic, tmp_path):
     bad = _case(root, cache_root, overrides=("data.rate=500",))  # no 500 Hz cache prepared
     with pytest.raises(BenchError, match="failed with exit code"):
         run_case(bad)
+
+
+def test_bench_perf_probe_times_both_probes_and_they_agree(small_synthetic, tmp_path):
+    out = tmp_path / "probe"
+    result = CliRunner().invoke(
+        cli,
+        ["perf", "--probe", "--preset", "smoke", "--encoder", "tiny",
+         "--data-dir", str(small_synthetic), "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("probe-*.json")
+    report = json.loads(path.read_text())
+    assert [t["task"] for t in report["tasks"]] == [
+        "superdiagnostic", "form", "rhythm", "all_statements",
+    ]  # fmt: skip
+    for task in report["tasks"]:
+        assert task["same_selection"], task  # identical maths, identical selected epoch
+        assert task["seconds"] > 0 and task["reference_seconds"] > 0
+    assert report["total_seconds"] == pytest.approx(sum(t["seconds"] for t in report["tasks"]))
+    assert "linear probing of 4 tasks from cached features" in result.output

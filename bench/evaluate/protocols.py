@@ -305,9 +305,10 @@ def fit_linear(
         applies to raw pooled features.
     """
     with _one_thread():
-        return _fit_linear(
-            train_features, y_train, val_features, y_val, cfg, aggregation, seed, on_epoch
-        )
+        return fit_linear_with(
+            train_features, y_train, val_features, y_val, cfg, aggregation, seed, on_epoch,
+            validation_auroc,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -324,7 +325,12 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _fit_linear(train_features, y_train, val_features, y_val, cfg, aggregation, seed, on_epoch):
+def fit_linear_with(
+    train_features, y_train, val_features, y_val, cfg, aggregation, seed, on_epoch, score_fn
+) -> FitResult:
+    """:func:`fit_linear` on the caller's threads, scoring epochs with
+    ``score_fn(y_val, window_logits, aggregation)`` (``bench perf --probe`` passes the per-label
+    scikit-learn version to time the straightforward probe)."""
     started = time.perf_counter()
     n, k_crops, dim = train_features.shape
     flat = torch.from_numpy(train_features.reshape(-1, dim)).double()
@@ -353,7 +359,7 @@ def _fit_linear(train_features, y_train, val_features, y_val, cfg, aggregation, 
         head.eval()
         with torch.no_grad():
             logits = head(val).reshape(len(val_features), -1, y_train.shape[1]).numpy()
-        score = validation_auroc(y_val, logits, aggregation)
+        score = score_fn(y_val, logits, aggregation)
         if stopper.end_epoch(epoch, total / n, score, head, on_epoch):
             break
     head.load_state_dict(stopper.best_state)

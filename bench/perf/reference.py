@@ -8,6 +8,9 @@ It is the same model, optimiser and data with what a first implementation would 
 * **masks and views drawn per sample in a Python loop** (:func:`looped_prepare`): the sampler or
   augmentation called once per sample on a batch of one, results concatenated.
 
+For the linear probe (``bench perf --probe``) the reference is the same probe on every thread,
+validated each epoch with scikit-learn label by label (:func:`straightforward_fit_linear`).
+
 Everything else (AdamW, EMA with foreach ops, the target encoder without autograd) is shared:
 the speed-up printed is that of precision, kernels and batched sampling only.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -91,3 +95,25 @@ def looped_prepare(model: SSLMethod) -> tuple[Prepare, str]:
     except (ValueError, RuntimeError):
         return model.prepare_batch, "batched prepare_batch (per-sample outputs do not stack)"
     return _per_sample(model), "prepare_batch per sample"
+
+
+def sklearn_validation_auroc(y: np.ndarray, window_logits: np.ndarray, aggregation: str) -> float:
+    """Validation macro AUROC the straightforward way: scikit-learn per label (and AP beside
+    it, as the record's metrics do), every epoch."""
+    from bench.evaluate.metrics import aggregate_windows, label_metrics
+
+    scores = aggregate_windows(window_logits, aggregation)
+    return float(label_metrics(y, scores, [str(i) for i in range(y.shape[1])])["macro_auroc"])
+
+
+def straightforward_fit_linear(
+    train_features, y_train, val_features, y_val, cfg, aggregation, seed
+):
+    """The linear probe on every intra-op thread, validated with :func:`sklearn_validation_auroc`:
+    the same maths and the same selected epoch as :func:`bench.evaluate.protocols.fit_linear`."""
+    from bench.evaluate.protocols import fit_linear_with
+
+    return fit_linear_with(
+        train_features, y_train, val_features, y_val, cfg, aggregation, seed, None,
+        sklearn_validation_auroc,
+    )  # fmt: skip
