@@ -84,6 +84,13 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "process peak RSS"
 
 
+def _case_peak(device: torch.device, precision: str) -> float:
+    from bench.perf.peak import matmul_peak
+
+    size = 4096 if device.type == "cuda" else 2048
+    return matmul_peak(device, (precision,), sizes=(size,), seconds=0.5)[precision]["flops"]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -153,6 +160,9 @@ def measure_case(case: Case) -> dict[str, Any]:
     for i in range(case.warmup):
         step(i)
     _sync(device)
+    # The machine's speed drifts (shared hosts, clocks): the peak is measured around each case
+    # too, and the higher of the two readings is the case's reference.
+    peak_before = _case_peak(device, precision)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     wait, started = 0.0, time.perf_counter()
@@ -161,7 +171,9 @@ def measure_case(case: Case) -> dict[str, Any]:
     _sync(device)
     elapsed = time.perf_counter() - started
     memory, memory_kind = _peak_memory(device)
+    case_peak = max(peak_before, _case_peak(device, precision))
     return {
+        "case_peak_flops": case_peak,
         "samples_per_s": case.steps * case.batch_size / elapsed,
         "step_seconds": elapsed / case.steps,
         "data_wait_fraction": wait / elapsed,

@@ -65,10 +65,13 @@ def prepare_data(
 
 
 def _derived(row: dict, flops_per_sample: float, peak: dict) -> dict:
+    """Achieved FLOP/s and its share of the peak: the peak measured around the case itself
+    (``case_peak_flops``) when there is one, else the run's peak of that precision."""
     achieved = flops_per_sample * row["samples_per_s"]
     row["flops_per_sample"] = flops_per_sample
     row["achieved_flops"] = achieved
-    row["peak_share"] = achieved / peak[row["precision_used"]]["flops"]
+    reference = row.get("case_peak_flops") or peak[row["precision_used"]]["flops"]
+    row["peak_share"] = achieved / reference
     return row
 
 
@@ -281,6 +284,13 @@ PROJECTION_HEADER = (
 )  # fmt: skip
 
 
+PEAK_NOTE = (
+    "% of peak: achieved FLOP/s over the matmul peak of the step's precision measured around "
+    "that case (the higher of a reading before and after it), so drift of the machine's speed "
+    "during the run cancels out."
+)
+
+
 def peak_lines(peak: dict) -> list[str]:
     return [
         f"matmul peak {precision}: {_si(v['flops'], 'FLOP/s')} (square {v['size']})"
@@ -299,6 +309,8 @@ def render_markdown(report: dict) -> str:
         "warm-up steps per case.",
         "",
         *[f"- {line}" for line in peak_lines(report["peak"])],
+        "",
+        PEAK_NOTE,
         "",
         markdown_table(ROW_HEADER, [row_cells(r) for r in report["rows"]]),
     ]
