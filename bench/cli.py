@@ -842,6 +842,7 @@ def perf_command(
     peak = matmul_peak(torch_device, tuple(sorted({*precision_list, "fp32"})))
     for line in suite.peak_lines(peak):
         click.echo(line)
+    click.echo(suite.PEAK_NOTE)
     click.echo(
         f"{len(cases) + len(sweep)} cases, {steps} timed steps each after {warmup} warm-up steps"
     )
