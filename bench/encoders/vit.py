@@ -10,7 +10,8 @@ backbones. Two token layouts:
   Cross-Pattern Attention (ECG-JEPA, Kim 2024, arXiv 2410.08559); or shared 1-D time positions
   plus a learned lead embedding (ST-MEM, Na et al., ICLR 2024).
 
-Blocks are timm's pre-norm ``Block`` (fused SDPA attention taking a boolean ``attn_mask``,
+Blocks are timm's pre-norm ``Block`` (fused SDPA attention, or explicit matmuls where they are
+faster: :func:`resolve_attention`; either takes a boolean ``attn_mask``,
 True = may attend). There is no class token: the pooled representation is the mean over tokens,
 and an ``N x N`` CroPA mask covers the sequence exactly. Optional register tokens (Darcet et al.
 2024) are prepended inside the encoder, attend to and are attended by every token (also under
@@ -122,7 +123,7 @@ class TokenLayout:
 def transformer_blocks(
     dim: int, depth: int, heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float
 ) -> nn.ModuleList:
-    """``depth`` pre-norm timm Blocks (fused SDPA, boolean ``attn_mask``); stochastic depth rises
+    """``depth`` pre-norm timm Blocks (boolean ``attn_mask``; kernel: :func:`use_attention`); stochastic depth rises
     linearly from 0 to ``drop_path`` over the blocks. Shared by encoders and predictors."""
     rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
     return nn.ModuleList(
