@@ -126,13 +126,15 @@ def measure_all(
     FLOPs per sample are counted once per distinct config (at batch 4: per-sample counts do not
     depend on the batch beyond batch-wide terms such as SimCLR's similarity matrix).
     """
+    from bench.config import config_hash, to_dict
     from bench.flops import pretrain_step_flops
 
     counted: dict[str, float] = {}
     rows = []
     for case in cases:
         cfg = case.config()
-        key = f"{case.method}:{json.dumps(_plain(cfg), sort_keys=True, default=str)}"
+        # The optimiser settings (batch size included) do not change FLOPs per sample.
+        key = case.method + config_hash({**to_dict(cfg), "optim": None})
         if key not in counted:
             counted[key] = pretrain_step_flops(case.method, cfg, batch_size=4)
         result = run_case(case, timeout=timeout)
@@ -150,12 +152,6 @@ def measure_all(
         echo(row)
     _speedups(rows)
     return rows
-
-
-def _plain(cfg) -> dict:
-    from bench.config import to_dict
-
-    return to_dict(cfg)
 
 
 def _speedups(rows: list[dict]) -> None:
