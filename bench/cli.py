@@ -853,7 +853,7 @@ def perf_command(
 
     rows = suite.measure_all(cases, peak, echo, timeout)
     scaling = suite.measure_all(sweep, peak, echo, timeout) if sweep else []
-    projection = [] if no_projection else suite.paper_projection(names, rows, peak)
+    projection = [] if no_projection else suite.paper_projection(names, rows)
     report = {
         "started": started, "environment": env, "dataset": dataset_name, "steps": steps,
         "warmup": warmup, "peak": peak, "rows": rows, "scaling": scaling,

@@ -168,6 +168,10 @@ def test_paper_projection_multiplies_counted_flops():
     assert entry["this_machine_hours"] is None  # nothing measured: nothing claimed
     hours = entry["gpu_hours_at_40pct"]
     assert hours["A100"] > hours["H100 SXM"] > 0
+    measured = {"method": "simclr", "impl": "engine", "precision": "bf16", "encoder": "s",
+                "overrides": [], "achieved_flops": 2e11}  # fmt: skip
+    (entry,) = paper_projection(["simclr"], [measured])
+    assert entry["this_machine_hours"] == pytest.approx(entry["total_flops"] / 2e11 / 3600)
 
 
 def test_bench_perf_end_to_end(small_synthetic, tmp_path):

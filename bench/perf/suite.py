@@ -141,7 +141,7 @@ def measure_all(
         row = {
             "method": case.method,
             "impl": case.impl,
-            "precision": case.precision if case.impl == "engine" else "fp32",
+            "precision": result["precision_used"],
             "batch_size": case.batch_size,
             "overrides": list(case.overrides),
             "crop_seconds": cfg.data.crop_seconds,
@@ -167,9 +167,7 @@ def _speedups(rows: list[dict]) -> None:
         r["speedup"] = r["samples_per_s"] / ref if ref and r["impl"] == "engine" else None
 
 
-def paper_projection(
-    methods: Sequence[str], rows: Sequence[dict] = (), peak: dict | None = None
-) -> list[dict]:
+def paper_projection(methods: Sequence[str], rows: Sequence[dict] = ()) -> list[dict]:
     """Projected device time of each method's ``paper`` preset from counted FLOPs.
 
     Total = FLOPs per sample x ``optim.batch_size`` x ``optim.steps``. Hours are given at 40 %
@@ -204,9 +202,8 @@ def paper_projection(
             if r["method"] == method and r["impl"] == "engine" and r["precision"] == "bf16"
             and r["encoder"] == cfg.encoder.size and not r["overrides"]
         ]  # fmt: skip
-        if measured and peak:
-            rate = measured[0]["achieved_flops"]
-            entry["this_machine_hours"] = total / rate / 3600
+        if measured:
+            entry["this_machine_hours"] = total / measured[0]["achieved_flops"] / 3600
         out.append(entry)
     return out
 
