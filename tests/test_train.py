@@ -254,3 +254,38 @@ def test_another_encoder_size_takes_its_own_head_count():
     assert resolve_config("ecg_jepa", "paper", encoder="b").encoder.heads == 16  # same size
     assert resolve_config("ecg_jepa", "paper", encoder="xs").encoder.heads is None
     assert resolve_config("ecg_jepa", "paper", ["encoder.heads=8"], "xs").encoder.heads == 8
+
+
+def test_the_fused_optimiser_takes_the_same_adamw_step():
+    """make_optimizer uses torch's fused AdamW on CPU; it must take the step the reference
+    (foreach) AdamW takes, with the per-group decay the schedules set."""
+    from bench.train import build_method, make_optimizer
+
+    cfg = resolve_config("jepa", "smoke")
+    torch.manual_seed(0)
+    model = build_method(cfg, "jepa")
+    twin = build_method(cfg, "jepa")
+    twin.load_state_dict(model.state_dict())
+    fused = make_optimizer(model, cfg.optim)
+    assert fused.defaults["fused"] is True
+    reference = torch.optim.AdamW(
+        [dict(g, lr=1e-3, weight_decay=0.0) for g in twin.parameter_groups()],
+        lr=1e-3, betas=cfg.optim.betas, eps=cfg.optim.eps, foreach=True,
+    )  # fmt: skip
+    x = torch.randn(4, len(cfg.data.leads), cfg.data.crop_samples)
+    for opt, m in ((fused, model), (reference, twin)):
+        for group in opt.param_groups:
+            group["lr"], group["weight_decay"] = 1e-3, 0.05 * group["wd_scale"]
+        for step in range(3):
+            loss, _ = m(m.prepare_batch(x, torch.Generator().manual_seed(step)), 0.1)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    moved = 0
+    for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+        moved += int(a.requires_grad)
+    assert moved > 10
+    # A checkpoint of either loads into the other (resuming a run saved before the change).
+    reference.load_state_dict(fused.state_dict())
+    fused.load_state_dict(reference.state_dict())
