@@ -149,3 +149,25 @@ def test_loss_and_compute_figures_from_a_real_run(smoke_run, tmp_path, monkeypat
     monkeypatch.setattr(flops, "pretrain_step_flops", no_recount)
     assert flops.run_flops_per_sample(root / run["run_id"]) == per_sample
     assert flops.pretrain_total_flops(per_sample, 8, 3) == per_sample * 24
+
+
+def test_a_concurrent_report_never_removes_another_writers_figure_in_progress(tmp_path):
+    """Two runs sharing a results directory both write the report: the stale-figure sweep of
+    one must not delete the temporary PNG the other is about to rename into place (it did,
+    when temporaries ended in .png), but it still removes figures the records no longer have."""
+    from report_factory import SYNTHETIC
+
+    from bench.report.build import write_report
+
+    records = _records(dataset=SYNTHETIC)
+    directory = write_report(records, root=tmp_path / "out")[0] / "figures"
+    # Another process, mid-savefig (this version's temporary name, and the older one's).
+    in_flight = [directory / ".bars-form.png.tmp-12345", directory / ".bars-rhythm.tmp-12345.png"]
+    for path in in_flight:
+        path.write_bytes(b"partial")
+    gone = directory / "label-efficiency-linear.png"  # drawn earlier, unsupported now
+    gone.write_bytes(b"old")
+    write_report(records, root=tmp_path / "out")
+    assert [path.read_bytes() for path in in_flight] == [b"partial", b"partial"]
+    assert not gone.exists()
+    assert not [p for p in directory.iterdir() if ".tmp-" in p.name and p not in in_flight]

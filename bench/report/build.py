@@ -56,8 +56,10 @@ def write_report(
         if figures:
             keep = {f.path.resolve() for f in drawn}
             for stale in (directory / "figures").glob("*.png"):
-                if stale.resolve() not in keep:  # a figure the records no longer support
-                    stale.unlink()
+                # A figure the records no longer support; never another writer's temporary
+                # (two runs may share a results directory and report at the same time).
+                if not stale.name.startswith(".") and stale.resolve() not in keep:
+                    stale.unlink(missing_ok=True)
         atomic_write(directory / "leaderboard.html", render_html(part, own, drawn, published))
         if echo:
             echo(f"{dataset}: {len(part)} rows, {len(drawn)} figures -> {directory}")

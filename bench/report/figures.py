@@ -105,7 +105,8 @@ class _Report:
     def save(self, fig: MplFigure, name: str, title: str, caption: str) -> Figure:
         fig.suptitle(self.title(title))
         path = self.directory / f"{name}.png"
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+        # Not "*.png": the stale-figure sweep of a concurrent report must never match it.
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             fig.savefig(tmp, dpi=DPI, format="png")
             os.replace(tmp, path)
