@@ -107,3 +107,18 @@ def small_synthetic(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("small-synthetic") / "data"
     return generate_synthetic_ptbxl(root, n=240, seed=3, rates=(100,), workers=2, progress=False)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """``bench ARGV`` in this process, as the console entry point runs it: (exit code, stdout
+    + stderr). For error paths: same code as a subprocess without ~5 s of imports per call
+    (``test_cli`` keeps subprocess checks of the real entry point)."""
+    from bench.cli import main
+
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out + out.err

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LEADS, make_ptbxl, write_record
+from conftest import LEADS, make_ptbxl, run_cli, write_record
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -118,19 +118,6 @@ def test_any_truncation_of_a_dat_file_is_named(record, data):
 
 
 # --------------------------------------------------------------------------- the command line
-def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    """``bench ARGV`` in this process, as the console entry point runs it: (exit code, output)."""
-    from bench.cli import main
-
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
 def written(results: Path) -> list[str]:
     """Files under the results directory, lock files aside."""
     if not results.exists():

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_ptbxl
+from conftest import make_ptbxl, run_cli
 
 
 def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -148,7 +148,11 @@ def test_prepare_then_tasks_on_the_real_subset(real_ptbxl):
         (["--method", "jepa", "--set", "optim.steps=many"], "expected int"),
     ],
 )
-def test_pretrain_rejects_bad_names_with_the_valid_ones(args, fragment):
-    result = bench("pretrain", *args, check=False)
-    assert result.returncode == 1 and fragment in result.stderr and "hint:" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_pretrain_rejects_bad_names_with_the_valid_ones(args, fragment, capsys):
+    if args == ["--method", "jepaa"]:  # once through the real entry point, as a user runs it
+        result = bench("pretrain", *args, check=False)
+        code, out = result.returncode, result.stderr
+    else:  # the same code in process: no ~5 s of imports per case
+        code, out = run_cli(capsys, "pretrain", *args)
+    assert code == 1 and fragment in out and "hint:" in out
+    assert "Traceback" not in out

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 SMOKE = ["--preset", "smoke", "--no-progress"]
 
@@ -120,12 +121,12 @@ def test_killed_run_continues_without_redoing_or_duplicating(small_synthetic, tm
     assert (killed / board).read_text() == (clean / board).read_text()
 
 
-def test_tune_resumes_and_run_uses_the_best_parameters(small_synthetic, tmp_path):
+def test_tune_resumes_and_run_uses_the_best_parameters(small_synthetic, tmp_path, capsys):
     env = {"BENCH_RESULTS_DIR": str(tmp_path / "results")}
     common = ["--method", "random", "--task", "superdiagnostic", "--protocol", "linear",
               "--data-dir", str(small_synthetic), "--no-mlflow", *SMOKE]  # fmt: skip
-    missing = bench("run", *common, "--tuned", env=env, check=False)
-    assert missing.returncode == 1 and "bench tune" in missing.stderr
+    code, out = run_cli(capsys, "run", *common, "--tuned")  # the error path, in process
+    assert code == 1 and "bench tune" in out
 
     first = bench("tune", *common, "--trials", "2", env=env)
     assert "trials: 2" in first.stdout
@@ -141,8 +142,8 @@ def test_tune_resumes_and_run_uses_the_best_parameters(small_synthetic, tmp_path
     )
 
 
-def test_bad_names_and_settings_are_clear_errors(small_synthetic, tmp_path):
-    env = {"BENCH_RESULTS_DIR": str(tmp_path / "results")}
+def test_bad_names_and_settings_are_clear_errors(small_synthetic, tmp_path, capsys):
+    """In process (the console entry point's code, without a subprocess's imports per case)."""
     cases = [
         (["run", "--method", "nope"], "unknown method"),
         (["run", "--method", "jepa", "--task", "nope"], "unknown task"),
@@ -154,10 +155,10 @@ def test_bad_names_and_settings_are_clear_errors(small_synthetic, tmp_path):
         (["tune", "--method", "jepa", "--task", "form", "--protocol", "nope"], "unknown protocol"),
     ]
     for args, message in cases:
-        result = bench(*args, "--data-dir", str(small_synthetic), env=env, check=False)
-        assert result.returncode == 1, args
-        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
-    assert not (tmp_path / "results" / "records").exists()
+        code, out = run_cli(capsys, *args, "--data-dir", str(small_synthetic))
+        assert code == 1, (args, out)
+        assert message in out and "Traceback" not in out, (args, out)
+    assert not (tmp_path / "results" / "records").exists()  # the autouse BENCH_RESULTS_DIR
 
 
 def _free_port() -> int:
