@@ -765,6 +765,7 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
     help="instead: time linear probing of the four tasks from cached features (--preset cpu)",
 )
 @data_dir_option
+@skip_bad_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option(
     "--attention",
@@ -792,8 +793,8 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
 )
 def perf_command(
     methods, encoders, preset, overrides, batch_size, steps, warmup, precisions,
-    no_straightforward, scaling_method, no_projection, probe, data_dir, device, attention,
-    compile_, workers, out, timeout,
+    no_straightforward, scaling_method, no_projection, probe, data_dir, skip_bad, device,
+    attention, compile_, workers, out, timeout,
 ) -> None:  # fmt: skip
     """Samples/s, FLOP/s against the measured matmul peak, memory and data wait of a full
     pre-training step, per method x encoder x precision, against a straightforward version.
@@ -801,7 +802,7 @@ def perf_command(
     With --probe: seconds of linear probing of the four tasks from cached features, against the
     straightforward probe."""
     if probe:
-        _perf_probe(data_dir, preset, encoders, device, out)
+        _perf_probe(data_dir, skip_bad, preset, encoders, device, out)
         return
     from bench.method import METHODS
     from bench.paths import results_dir
@@ -825,12 +826,12 @@ def perf_command(
         method=names[0], encoder=sizes[0], precision=precision_list[0], impl="engine",
         batch_size=batch_size, data_root="", cache_root="", preset=preset,
         overrides=tuple(overrides), steps=steps, warmup=warmup, device=str(torch_device),
-        attention=attention, compile=compile_, workers=workers,
+        attention=attention, compile=compile_, workers=workers, skip_bad=skip_bad,
     )  # fmt: skip
     cases = suite.benchmark_cases(names, sizes, base, precision_list, not no_straightforward)
     sweep = suite.scaling_cases(scaling_method, base) if scaling_method else []
     rates = [c.config().data.rate for c in [*cases, *sweep]]  # also validates every config
-    data_root, cache_root, dataset_name = suite.prepare_data(data_dir, rates, root)
+    data_root, cache_root, dataset_name = suite.prepare_data(data_dir, rates, root, skip_bad)
     cases = [replace(c, data_root=str(data_root), cache_root=str(cache_root)) for c in cases]
     sweep = [replace(c, data_root=str(data_root), cache_root=str(cache_root)) for c in sweep]
 
@@ -875,7 +876,7 @@ def perf_command(
     click.echo(f"\nwrote {json_path} and {md_path}")
 
 
-def _perf_probe(data_dir, preset, encoders, device, out) -> None:
+def _perf_probe(data_dir, skip_bad, preset, encoders, device, out) -> None:
     import json
 
     from bench.paths import results_dir
@@ -884,7 +885,7 @@ def _perf_probe(data_dir, preset, encoders, device, out) -> None:
     from bench.task import BENCHMARK_TASKS
     from bench.train import resolve_device
 
-    dataset = open_dataset(data_dir)
+    dataset = open_dataset(data_dir, skip_bad=skip_bad)
     sizes = _csv(encoders)
     preset = "cpu" if preset == "paper" else preset  # probing a paper-size encoder on a CPU: no
     encoder = None if sizes == ["paper"] else sizes[0]

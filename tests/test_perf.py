@@ -247,3 +247,26 @@ def test_bench_perf_probe_times_both_probes_and_they_agree(small_synthetic, tmp_
         assert task["seconds"] > 0 and task["reference_seconds"] > 0
     assert report["total_seconds"] == pytest.approx(sum(t["seconds"] for t in report["tasks"]))
     assert "linear probing of 4 tasks from cached features" in result.output
+
+
+def test_a_dataset_missing_a_rate_is_named_or_measured_on_what_it_has(tmp_path):
+    """The real PTB-XL subset has 500 Hz files for 488 of its 1,987 records; the paper layouts
+    need 500 Hz. Without --skip-bad that is a clear error naming the records; with it, perf
+    measures on the records that have the rate and its dataset line says how many."""
+    from conftest import make_ptbxl
+
+    from bench.errors import DataError
+
+    root = make_ptbxl(tmp_path / "ds", n=12, rates=(100, 500))
+    for ecg_id in (3, 7, 11):
+        for path in (root / "records500" / "00000").glob(f"{ecg_id:05d}_hr.*"):
+            path.unlink()
+    with pytest.raises(DataError, match="ecg_id 3: missing file") as error:
+        prepare_data(root, [500], tmp_path / "results")
+    assert "--skip-bad" in error.value.hint
+    data_root, cache_root, name = prepare_data(root, [100, 500], tmp_path / "results", True)
+    assert name.endswith("; caches: 9 records at 500 Hz")  # 100 Hz: all 12, not mentioned
+    result = measure_case(
+        _case(data_root, cache_root, overrides=("data.rate=500",), skip_bad=True, batch_size=2)
+    )
+    assert result["samples_per_s"] > 0 and result["tokens"] == 200

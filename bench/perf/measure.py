@@ -54,6 +54,7 @@ class Case:
     attention: str = "auto"
     compile: bool = False
     workers: int = 2
+    skip_bad: bool = False  # the dataset's --skip-bad (records without this rate are left out)
 
     def config(self):
         """The method's resolved config for this case."""
@@ -143,7 +144,7 @@ def measure_case(case: Case) -> dict[str, Any]:
     wrapped = torch.compile(model) if case.compile and not straightforward else model
     opt = make_optimizer(model, cfg.optim)
 
-    dataset = PTBXL(Path(case.data_root))
+    dataset = PTBXL(Path(case.data_root), skip_bad=case.skip_bad)
     cache = open_cache(dataset, cfg.data.rate, Path(case.cache_root), verify=False)
     rows = training_rows(cache, dataset)
     leads = lead_indices(cfg.data.leads)

@@ -37,12 +37,20 @@ GPU_PEAKS_TFLOPS = {"A100": 312.0, "H100 SXM": 989.0}
 
 
 def prepare_data(
-    data_dir: Path | None, rates: Sequence[int], results: Path, progress: bool = False
+    data_dir: Path | None,
+    rates: Sequence[int],
+    results: Path,
+    skip_bad: bool = False,
+    progress: bool = False,
 ) -> tuple[Path, Path, str]:
     """A dataset and caches at ``rates`` for the loader: ``data_dir`` (PTB-XL), or a small
     synthetic PTB-XL (:data:`PERF_RECORDS` records) generated under ``results/perf``.
 
-    Returns ``(dataset root, cache root, dataset name)``.
+    ``skip_bad`` leaves out records that fail validation at a rate (e.g. the 500 Hz files a
+    PTB-XL subset lacks) instead of stopping, as ``bench data prepare --skip-bad`` does.
+
+    Returns ``(dataset root, cache root, dataset name)``; the name says how many records each
+    rate's cache holds when that is fewer than the dataset's.
     """
     from bench.data.cache import prepare_cache
     from bench.data.ptbxl import PTBXL, resolve_data_dir
@@ -57,11 +65,19 @@ def prepare_data(
             rates=native,
             progress=progress,
         )
-    dataset = PTBXL(root)
+    dataset = PTBXL(root, skip_bad=skip_bad)
     cache_root = results / "perf" / "cache"
+    name, partial = dataset.name, []
     for rate in sorted(set(rates)):
-        prepare_cache(dataset, rate, cache_root=cache_root, progress=progress)
-    return root, cache_root, dataset.name
+        cache = prepare_cache(
+            dataset, rate, cache_root=cache_root, skip_bad=skip_bad, progress=progress
+        )
+        held, listed = len(cache.ecg_ids), len(dataset.metadata)
+        if held < listed:
+            partial.append(f"{held} records at {rate} Hz")
+    if partial:
+        name += f"; caches: {', '.join(partial)}"
+    return root, cache_root, name
 
 
 def _derived(row: dict, flops_per_sample: float, peak: dict) -> dict:
