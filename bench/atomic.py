@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -32,3 +33,30 @@ def remove_dead_temporaries(parent: Path, pattern: str) -> None:
         match = re.search(r"-(\d+)$", path.name)
         if match and not pid_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def create_sqlite_store(path: Path, build: Callable[[str], None]) -> None:
+    """Create the SQLite database ``path`` whole or not at all (call under the store's lock).
+
+    ``build(url)`` creates the schema in a temporary sibling (a ``sqlite:///`` URL) and closes
+    its connections; the file is then renamed into place. Why: MLflow builds a new store in ~40
+    migration steps (Optuna in several), and a full disk or a kill between two of them left a
+    database that every later run refused ("table ... already exists"). A store that exists is
+    left alone.
+    """
+    if path.exists():
+        return
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # killed creators' leftovers
+        match = re.search(r"\.tmp-(\d+)", stale.name)
+        if match and not pid_alive(int(match.group(1))):
+            stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    side_files = [Path(f"{tmp}{suffix}") for suffix in ("", "-journal", "-wal", "-shm")]
+    for leftover in side_files:
+        leftover.unlink(missing_ok=True)
+    try:
+        build(f"sqlite:///{tmp}")
+        os.replace(tmp, path)
+    finally:
+        for leftover in side_files:
+            leftover.unlink(missing_ok=True)

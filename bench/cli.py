@@ -1056,6 +1056,46 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
+    except Exception as exc:
+        # The same failure inside a SQLite store (MLflow's or Optuna's) arrives as
+        # sqlite3.OperationalError wrapped by SQLAlchemy / MLflow, not as an OSError.
+        reason = sqlite_storage_failure(exc)
+        if reason is None:
+            raise
+        click.echo(f"error: cannot write a SQLite store (MLflow or Optuna): {reason}", err=True)
+        click.echo(
+            "  hint: free disk space, or choose a writable results directory "
+            "(BENCH_RESULTS_DIR=DIR) or store (--tracking-uri / --storage); a new store is "
+            "created whole or not at all, and the same command continues where it stopped",
+            err=True,
+        )
+        sys.exit(1)
+
+
+# What SQLite reports when it cannot write its file: ENOSPC, EFBIG (a quota or RLIMIT_FSIZE),
+# EROFS / EACCES.
+_SQLITE_WRITE_FAILURES = (
+    "database or disk is full",
+    "disk i/o error",
+    "attempt to write a readonly database",
+    "unable to open database file",
+)
+
+
+def sqlite_storage_failure(exc: BaseException) -> str | None:
+    """SQLite's message if ``exc`` is, or was caused by, a failed write of a SQLite file."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.Error):
+            message = str(current)
+            if message.lower() in _SQLITE_WRITE_FAILURES:
+                return message
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def storage_error_message(exc: OSError) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.atomic import create_sqlite_store
 from bench.paths import results_dir
 
 EXPERIMENT = "ecg-ssl-bench"
@@ -100,7 +101,9 @@ def start_run(
     mlflow.set_tracking_uri(uri)
     with _store_lock(uri):
         # The first call creates (migrates) a new SQLite store: two processes doing it at once
-        # collide ("table ... already exists"), so they take turns.
+        # collide ("table ... already exists"), so they take turns, and it is built whole aside.
+        if uri.startswith("sqlite:///"):
+            create_sqlite_store(Path(uri[len("sqlite:///") :]), _build_mlflow_schema)
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
             artifacts = results_dir() / "mlartifacts"
@@ -123,6 +126,18 @@ def start_run(
         raise
     finally:
         mlflow.end_run(status=status)
+
+
+def _build_mlflow_schema(url: str) -> None:
+    """MLflow's tables at ``url``, migrated to the installed version (what its store does on
+    first use, through its own helpers)."""
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+
+    engine = create_sqlalchemy_engine(url)
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
 
 
 def _store_lock(uri: str):

@@ -20,10 +20,12 @@ import contextlib
 import os
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
 
+from bench.atomic import create_sqlite_store
 from bench.config import apply_overrides
 from bench.errors import BenchError
 from bench.evaluate.config import EvalConfig, eval_hash
@@ -55,11 +57,18 @@ def _storage(url: str | None):
 
         # Creating the tables of a new SQLite store is not safe from two processes at once.
         lock = FileLock(url[len("sqlite:///") :] + ".lock", timeout=600)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
     with lock:
+        if sqlite:  # a new store's tables are built whole in a temporary file, then renamed
+            create_sqlite_store(
+                Path(url[len("sqlite:///") :]),
+                lambda tmp: optuna.storages.RDBStorage(
+                    tmp, engine_kwargs=engine_kwargs
+                ).engine.dispose(),
+            )
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=30, grace_period=90,
-            engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
-        )  # fmt: skip
+            url, heartbeat_interval=30, grace_period=90, engine_kwargs=engine_kwargs
+        )
 
 
 # Search spaces of the protocols, as --eval-set overrides.

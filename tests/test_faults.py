@@ -14,6 +14,7 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,6 +204,52 @@ def test_a_full_disk_is_a_clear_error_and_keeps_earlier_results(finished_run, sm
     assert "already done" in again.stderr
     assert len(records(results)) == 2 and not temporaries(results)
     assert (results / BOARD / "leaderboard.html").read_bytes() != old_html
+
+
+def test_a_full_disk_while_the_mlflow_store_is_created_leaves_no_broken_store(
+    small_synthetic, tmp_path
+):
+    """MLflow builds a new SQLite store in ~40 migration steps. A full disk between two of them
+    printed a SQLAlchemy traceback and left a store every later run refused ("table ...
+    already exists"); now: one error line, no store, and the same command works once there is
+    space. (--workers 0: RLIMIT_FSIZE also caps the loader's shared-memory files.)"""
+    results = tmp_path / "results"
+    bench("data", "prepare", "--data-dir", str(small_synthetic), "--no-progress", results=results)
+    args = ["pretrain", "--method", "jepa", "--data-dir", str(small_synthetic), *SMOKE,
+            "--workers", "0"]  # fmt: skip
+    out = bench(*args, results=results, preexec_fn=_file_size_limit(200_000), check=False)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "error: cannot write a SQLite store (MLflow or Optuna): disk I/O error" in out.stderr
+    assert "free disk space" in out.stderr
+    assert not (results / "mlflow.db").exists() and not temporaries(results)
+    bench(*args, results=results)  # space freed: the same command creates the store and trains
+    assert (results / "mlflow.db").stat().st_size > 200_000
+    assert list((results / "pretrain").glob("*/final.pt"))
+
+
+def test_a_new_sqlite_store_is_created_whole_or_not_at_all(tmp_path):
+    from bench.atomic import create_sqlite_store
+
+    path = tmp_path / "store.db"
+    dead = tmp_path / ".store.db.tmp-999999999"  # a killed creator's leftover
+    dead.write_bytes(b"half")
+
+    def fails(url: str) -> None:
+        sqlite3.connect(url[len("sqlite:///") :]).execute("create table a (x)").connection.close()
+        raise OSError(27, "File too large")
+
+    with pytest.raises(OSError):
+        create_sqlite_store(path, fails)
+    assert sorted(tmp_path.iterdir()) == []  # neither the half-built store nor the leftover
+
+    def builds(url: str) -> None:
+        with sqlite3.connect(url[len("sqlite:///") :]) as db:
+            db.execute("create table done (x)")
+
+    create_sqlite_store(path, builds)
+    assert sqlite3.connect(path).execute("select name from sqlite_master").fetchall() == [("done",)]
+    create_sqlite_store(path, fails)  # an existing store is left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
 
 
 # --------------------------------------------------------------------------- concurrency
