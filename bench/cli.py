@@ -791,10 +791,19 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
 @click.option(
     "--timeout", type=click.FloatRange(min=1), default=None, help="seconds allowed per case"
 )
+@click.option(
+    "--repeat",
+    "repeats",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="measure every case this many times, round-robin; rows show the median run's share "
+    "of peak and the range (for a machine whose speed drifts)",
+)
 def perf_command(
     methods, encoders, preset, overrides, batch_size, steps, warmup, precisions,
     no_straightforward, scaling_method, no_projection, probe, data_dir, skip_bad, device,
-    attention, compile_, workers, out, timeout,
+    attention, compile_, workers, out, timeout, repeats,
 ) -> None:  # fmt: skip
     """Samples/s, FLOP/s against the measured matmul peak, memory and data wait of a full
     pre-training step, per method x encoder x precision, against a straightforward version.
@@ -846,18 +855,19 @@ def perf_command(
     click.echo(suite.PEAK_NOTE)
     click.echo(
         f"{len(cases) + len(sweep)} cases, {steps} timed steps each after {warmup} warm-up steps"
+        + (f", {repeats} runs of each, round-robin" if repeats > 1 else "")
     )
     click.echo("  ".join(suite.ROW_HEADER))
 
     def echo(row: dict) -> None:
         click.echo("  ".join(suite.row_cells(row)))
 
-    rows = suite.measure_all(cases, peak, echo, timeout)
-    scaling = suite.measure_all(sweep, peak, echo, timeout) if sweep else []
+    rows = suite.measure_all(cases, peak, echo, timeout, repeats)
+    scaling = suite.measure_all(sweep, peak, echo, timeout, repeats) if sweep else []
     projection = [] if no_projection else suite.paper_projection(names, rows)
     report = {
         "started": started, "environment": env, "dataset": dataset_name, "steps": steps,
-        "warmup": warmup, "peak": peak, "rows": rows, "scaling": scaling,
+        "warmup": warmup, "repeats": repeats, "peak": peak, "rows": rows, "scaling": scaling,
         "projection": projection,
     }  # fmt: skip
     click.echo("")

@@ -136,8 +136,14 @@ def measure_all(
     peak: dict,
     echo: Callable[[dict], None] = lambda row: None,
     timeout: float | None = None,
+    repeats: int = 1,
 ) -> list[dict]:
     """Run every case (fresh process each) and add FLOPs, achieved FLOP/s and peak share.
+
+    With ``repeats`` > 1 the cases run round-robin that many times (so a slow spell of the
+    machine hits every case alike, not one case's repeats); each row is then the run with the
+    median share of peak, with every run's samples/s and share in ``runs``. ``echo`` sees each
+    run as it finishes.
 
     FLOPs per sample are counted once per distinct config (at batch 4: per-sample counts do not
     depend on the batch beyond batch-wide terms such as SimCLR's similarity matrix).
@@ -146,26 +152,37 @@ def measure_all(
     from bench.flops import pretrain_step_flops
 
     counted: dict[str, float] = {}
+    runs: list[list[dict]] = [[] for _ in cases]
+    for _ in range(repeats):
+        for i, case in enumerate(cases):
+            cfg = case.config()
+            # The optimiser settings (batch size included) do not change FLOPs per sample.
+            key = case.method + config_hash({**to_dict(cfg), "optim": None})
+            if key not in counted:
+                counted[key] = pretrain_step_flops(case.method, cfg, batch_size=4)
+            result = run_case(case, timeout=timeout)
+            row = {
+                "method": case.method,
+                "impl": case.impl,
+                "precision": result["precision_used"],
+                "batch_size": case.batch_size,
+                "overrides": list(case.overrides),
+                "crop_seconds": cfg.data.crop_seconds,
+                "rate": cfg.data.rate,
+                **result,
+            }
+            runs[i].append(_derived(row, counted[key], peak))
+            echo(row)
     rows = []
-    for case in cases:
-        cfg = case.config()
-        # The optimiser settings (batch size included) do not change FLOPs per sample.
-        key = case.method + config_hash({**to_dict(cfg), "optim": None})
-        if key not in counted:
-            counted[key] = pretrain_step_flops(case.method, cfg, batch_size=4)
-        result = run_case(case, timeout=timeout)
-        row = {
-            "method": case.method,
-            "impl": case.impl,
-            "precision": result["precision_used"],
-            "batch_size": case.batch_size,
-            "overrides": list(case.overrides),
-            "crop_seconds": cfg.data.crop_seconds,
-            "rate": cfg.data.rate,
-            **result,
-        }
-        rows.append(_derived(row, counted[key], peak))
-        echo(row)
+    for measured in runs:
+        ranked = sorted(measured, key=lambda r: r["peak_share"])
+        row = dict(ranked[(len(ranked) - 1) // 2])  # the median run (the lower one of two)
+        if len(measured) > 1:
+            row["runs"] = [
+                {"samples_per_s": r["samples_per_s"], "peak_share": r["peak_share"]}
+                for r in measured
+            ]
+        rows.append(row)
     _speedups(rows)
     return rows
 
@@ -257,11 +274,19 @@ def row_cells(r: dict) -> list[str]:
         f"{r['samples_per_s']:.1f}",
         _si(r["flops_per_sample"]),
         _si(r["achieved_flops"]),
-        f"{100 * r['peak_share']:.0f} %",
+        f"{100 * r['peak_share']:.0f} %" + _spread(r),
         f"{r['peak_memory_bytes'] / 2**20:.0f} MiB",
         f"{100 * r['data_wait_fraction']:.1f} %",
         f"{r['speedup']:.2f}x" if r.get("speedup") else "",
     ]
+
+
+def _spread(r: dict) -> str:
+    """`` (52-58)``: the range of the share of peak over repeated runs, if any."""
+    if len(r.get("runs", [])) < 2:
+        return ""
+    shares = [100 * run["peak_share"] for run in r["runs"]]
+    return f" ({min(shares):.0f}-{max(shares):.0f})"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -315,7 +340,13 @@ def render_markdown(report: dict) -> str:
         "",
         f"{env['machine']}; torch {env['torch']}, {env['threads']} threads; "
         f"data: {report['dataset']}; {report['steps']} timed steps after {report['warmup']} "
-        "warm-up steps per case.",
+        "warm-up steps per case"
+        + (
+            f"; every case run {report['repeats']} times round-robin, each row the run with "
+            "the median % of peak (the range in brackets)."
+            if report.get("repeats", 1) > 1
+            else "."
+        ),
         "",
         *[f"- {line}" for line in peak_lines(report["peak"])],
         "",
