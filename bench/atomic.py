@@ -3,10 +3,11 @@ owning process, rename into place, and clear what killed processes left behind."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -60,3 +61,19 @@ def create_sqlite_store(path: Path, build: Callable[[str], None]) -> None:
     finally:
         for leftover in side_files:
             leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def sqlite_store(url: str, build: Callable[[str], None]) -> Iterator[None]:
+    """For a ``sqlite:///`` URL: hold an inter-process lock beside the database
+    (``<db>.lock``; creating a store's tables is not safe from two processes at once) and create
+    a new store whole with :func:`create_sqlite_store`. Other URLs (servers): nothing."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock
+
+    path = Path(url[len("sqlite:///") :])
+    with FileLock(f"{path}.lock", timeout=600):
+        create_sqlite_store(path, build)
+        yield

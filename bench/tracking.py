@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.atomic import create_sqlite_store
+from bench.atomic import sqlite_store
 from bench.paths import results_dir
 
 EXPERIMENT = "ecg-ssl-bench"
@@ -99,11 +99,8 @@ def start_run(
     logging.getLogger("alembic").setLevel(logging.WARNING)  # quieter first-time migrations
     uri = tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
-    with _store_lock(uri):
-        # The first call creates (migrates) a new SQLite store: two processes doing it at once
-        # collide ("table ... already exists"), so they take turns, and it is built whole aside.
-        if uri.startswith("sqlite:///"):
-            create_sqlite_store(Path(uri[len("sqlite:///") :]), _build_mlflow_schema)
+    with sqlite_store(uri, _build_mlflow_schema):
+        # The first use of a new store migrates it: processes take turns, and it is built whole.
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if experiment is None:
             artifacts = results_dir() / "mlartifacts"
@@ -138,15 +135,6 @@ def _build_mlflow_schema(url: str) -> None:
         _initialize_tables(engine)
     finally:
         engine.dispose()
-
-
-def _store_lock(uri: str):
-    """An inter-process lock beside a SQLite store (``<db>.lock``); no lock for servers."""
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    from filelock import FileLock
-
-    return FileLock(uri[len("sqlite:///") :] + ".lock", timeout=600)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

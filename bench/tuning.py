@@ -16,16 +16,14 @@ objective calls :meth:`bench.evaluate.runner.Evaluator.fit`, which refuses it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
 
-from bench.atomic import create_sqlite_store
+from bench.atomic import sqlite_store
 from bench.config import apply_overrides
 from bench.errors import BenchError
 from bench.evaluate.config import EvalConfig, eval_hash
@@ -50,22 +48,12 @@ def _storage(url: str | None):
     # (optuna flags heartbeats as experimental; the warning is noise for users).
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = storage_url(url)
-    sqlite = url.startswith("sqlite:///")
-    lock = contextlib.nullcontext()
-    if sqlite:
-        from filelock import FileLock
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:///") else {}
 
-        # Creating the tables of a new SQLite store is not safe from two processes at once.
-        lock = FileLock(url[len("sqlite:///") :] + ".lock", timeout=600)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    with lock:
-        if sqlite:  # a new store's tables are built whole in a temporary file, then renamed
-            create_sqlite_store(
-                Path(url[len("sqlite:///") :]),
-                lambda tmp: optuna.storages.RDBStorage(
-                    tmp, engine_kwargs=engine_kwargs
-                ).engine.dispose(),
-            )
+    def build(tmp_url: str) -> None:  # a new SQLite store's tables, in a temporary file
+        optuna.storages.RDBStorage(tmp_url, engine_kwargs=engine_kwargs).engine.dispose()
+
+    with sqlite_store(url, build):
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=30, grace_period=90, engine_kwargs=engine_kwargs
         )
