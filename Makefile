@@ -43,7 +43,7 @@ demo: $(STAMP)
 	@echo "or .venv/bin/bench run --method all --task all --preset cpu --data-dir /path/to/ptb-xl"
 
 test: $(STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench methods tasks tests

@@ -35,6 +35,17 @@ def skip_bad_option(f):
     )(f)
 
 
+def precision_option(f):
+    return click.option(
+        "--precision",
+        type=click.Choice(["auto", "bf16", "fp32"]),
+        default="auto",
+        show_default=True,
+        help="auto: bf16 where the device computes it natively (CUDA compute capability 8+, CPUs "
+        "with AVX512-BF16 or AMX), fp32 elsewhere",
+    )(f)
+
+
 def open_dataset(data_dir: Path | None, skip_bad: bool = False, quiet: bool = False):
     """The PTB-XL dataset to use: ``--data-dir``, else ``$PTBXL_DIR``, else the embedded synthetic
     one (generated on first use under the results directory)."""
@@ -302,7 +313,7 @@ def tasks_command(data_dir, selection, labels, skip_bad) -> None:
 )
 @skip_bad_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True)
+@precision_option
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model")
 @click.option(
     "--workers",
@@ -354,7 +365,7 @@ def pretrain_command(
         )
     from bench.data.cache import prepare_cache
     from bench.data.corpus import prepare_corpus
-    from bench.train import EngineConfig, pretrain, resolve_config
+    from bench.train import EngineConfig, pretrain, resolve_config, with_resolved_precision
 
     cfg = resolve_config(method, preset, overrides, encoder)
     dataset = open_dataset(data_dir, skip_bad=skip_bad, quiet=no_progress)
@@ -370,7 +381,7 @@ def pretrain_command(
                 else ""
             )
         )
-    engine = EngineConfig(
+    engine = with_resolved_precision(EngineConfig(
         device=device,
         precision=precision,
         compile=compile_,
@@ -379,7 +390,7 @@ def pretrain_command(
         mlflow=not no_mlflow,
         tracking_uri=tracking_uri,
         progress=not no_progress,
-    )
+    ), lambda line: click.echo(line, err=True))  # fmt: skip
     result = pretrain(method, cfg, dataset, cache, engine, resume=resume, force=force, extra=extra)
     losses = result.losses
     tenth = max(1, len(losses) // 10)
@@ -403,9 +414,7 @@ def engine_options(f):
     """Options shared by the commands that train (device, precision, tracking, progress)."""
     options = [
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N"),
-        click.option(
-            "--precision", type=click.Choice(["bf16", "fp32"]), default="bf16", show_default=True
-        ),
+        precision_option,
         click.option(
             "--workers",
             type=click.IntRange(min=0),
@@ -444,9 +453,10 @@ def set_options(f):
 
 
 def _engine(device, precision, workers, no_mlflow, tracking_uri, no_progress):
-    from bench.train import EngineConfig
+    """The engine options, the precision resolved for the device (and the choice printed)."""
+    from bench.train import EngineConfig, with_resolved_precision
 
-    return EngineConfig(
+    engine = EngineConfig(
         device=device,
         precision=precision,
         workers=workers,
@@ -454,6 +464,7 @@ def _engine(device, precision, workers, no_mlflow, tracking_uri, no_progress):
         tracking_uri=tracking_uri,
         progress=not no_progress,
     )
+    return with_resolved_precision(engine, lambda line: click.echo(line, err=True))
 
 
 def _csv(text: str) -> list[str]:
@@ -593,7 +604,8 @@ def tune_command(method, task, protocol, trials, tune_pretrain, storage, seed, p
         plan = RunPlan(methods=(name,), tasks=(spec,), preset=preset, encoder=encoder,
                        overrides=tuple(overrides) + tuple(extra))  # fmt: skip
         subject, cache = prepare_subject(name, plan, dataset, engine, echo)
-        return Evaluator(subject, dataset, cache, base, resolve_device(device), precision)
+        return Evaluator(subject, dataset, cache, base, resolve_device(device), engine.precision,
+                         precision_reason=engine.precision_reason)  # fmt: skip
 
     def tracking(run_name: str):
         return start_run(run_name, enabled=engine.mlflow, uri=tracking_uri, nested=True,
@@ -616,7 +628,9 @@ def tune_command(method, task, protocol, trials, tune_pretrain, storage, seed, p
                 tracking=tracking, echo=echo,
             )  # fmt: skip
         best = study.best_trial
-        parent.log_params({"study": study.study_name, "trials": trials})
+        parent.log_params({"study": study.study_name, "trials": trials,
+                           "precision": engine.precision,
+                           "precision_reason": engine.precision_reason})  # fmt: skip
         parent.log_metrics({"best_val_macro_auroc": best.value})
     click.echo(f"study {study.study_name} in {tuning.storage_url(storage)}")
     click.echo(
@@ -742,9 +756,10 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
 @click.option(
     "--precision",
     "precisions",
-    default="fp32,bf16",
+    default="auto",
     show_default=True,
-    help="engine precisions, comma-separated",
+    help="engine precisions, comma-separated: fp32, bf16; auto = fp32, plus bf16 where the "
+    "device computes it natively",
 )
 @click.option(
     "--no-straightforward",
@@ -756,7 +771,7 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
     "scaling_method",
     default=None,
     metavar="METHOD",
-    help="also sweep tokens, batch and encoder size for this method (bf16)",
+    help="also sweep tokens, batch and encoder size for this method (in the precision auto picks)",
 )
 @click.option("--no-projection", is_flag=True, help="skip the paper-preset projection")
 @click.option(
@@ -817,7 +832,6 @@ def perf_command(
     from bench.paths import results_dir
     from bench.perf import suite
     from bench.perf.measure import Case
-    from bench.perf.peak import matmul_peak
     from bench.train import resolve_device
 
     names = list(METHODS.names()) if methods == "all" else _csv(methods)
@@ -825,11 +839,8 @@ def perf_command(
         suite.check_methods([scaling_method])
     suite.check_methods(names)
     sizes = [None if e == "paper" else e for e in _csv(encoders)]
-    precision_list = _csv(precisions)
-    for p in precision_list:
-        if p not in ("fp32", "bf16"):
-            raise BenchError(f"unknown precision {p!r}", hint="use fp32 and/or bf16")
     torch_device = resolve_device(device)
+    precision_list = suite.default_precisions(precisions, torch_device)
     root = results_dir()
     base = Case(
         method=names[0], encoder=sizes[0], precision=precision_list[0], impl="engine",
@@ -838,7 +849,9 @@ def perf_command(
         attention=attention, compile=compile_, workers=workers, skip_bad=skip_bad,
     )  # fmt: skip
     cases = suite.benchmark_cases(names, sizes, base, precision_list, not no_straightforward)
-    sweep = suite.scaling_cases(scaling_method, base) if scaling_method else []
+    # the sweep runs in the precision `--precision auto` would train in on this device
+    best = "bf16" if "bf16" in suite.default_precisions("auto", torch_device) else "fp32"
+    sweep = suite.scaling_cases(scaling_method, base, best) if scaling_method else []
     rates = [c.config().data.rate for c in [*cases, *sweep]]  # also validates every config
     data_root, cache_root, dataset_name = suite.prepare_data(data_dir, rates, root, skip_bad)
     cases = [replace(c, data_root=str(data_root), cache_root=str(cache_root)) for c in cases]
@@ -849,7 +862,7 @@ def perf_command(
     click.echo(
         f"{env['machine']}; torch {env['torch']}, {env['threads']} threads; data: {dataset_name}"
     )
-    peak = matmul_peak(torch_device, tuple(sorted({*precision_list, "fp32"})))
+    peak = suite.measure_peaks(torch_device, precision_list)
     for line in suite.peak_lines(peak):
         click.echo(line)
     click.echo(suite.PEAK_NOTE)

@@ -56,10 +56,14 @@ CHECKPOINT_FORMAT = 1
 # --------------------------------------------------------------------------- engine options
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to run (not what to learn): recorded, and the precision is part of the run hash."""
+    """How to run (not what to learn): recorded, and the precision is part of the run hash.
+
+    ``precision="auto"`` is resolved per device before anything is hashed or trained
+    (:func:`with_resolved_precision`): bf16 where the hardware has it natively, else fp32."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "bf16"  # bf16 (autocast) | fp32
+    precision: str = "auto"  # auto | bf16 (autocast) | fp32 (bench.precision)
+    precision_reason: str = ""  # why that precision: filled in when "auto" is resolved
     attention: str = "auto"  # auto | fused | matmul (bench.encoders.resolve_attention)
     compile: bool = False
     workers: int = 2
@@ -68,6 +72,18 @@ class EngineConfig:
     mlflow: bool = True
     tracking_uri: str | None = None
     progress: bool = True
+
+
+def with_resolved_precision(engine: EngineConfig, echo=None) -> EngineConfig:
+    """``engine`` with a concrete precision (``bf16`` or ``fp32``) and its reason for its device;
+    ``echo`` gets the one line saying what was chosen. An already resolved engine is returned
+    as it is."""
+    if engine.precision_reason and engine.precision != "auto":
+        return engine
+    from bench.precision import resolve_precision
+
+    chosen = resolve_precision(engine.precision, resolve_device(engine.device), echo)
+    return dataclasses.replace(engine, precision=chosen.name, precision_reason=chosen.reason)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -387,6 +403,7 @@ def pretrain(
     turns through a file lock beside the run directory: the second waits, then reuses the
     finished run instead of clearing the directory the first is training in.
     """
+    engine = with_resolved_precision(engine)  # the run hash holds bf16 or fp32, never "auto"
     args = (method, cfg, dataset, cache, engine)
     kwargs = dict(resume=resume, force=force, runs_root=runs_root, stop_after=stop_after,
                   on_step=on_step, extra=extra)  # fmt: skip
@@ -513,6 +530,7 @@ def _pretrain(
         "dataset": dataset.name,
         "data_fingerprint": data_fingerprint,
         "precision": engine.precision,
+        "precision_reason": engine.precision_reason,
     }
     end = o.steps if stop_after is None else min(o.steps, stop_after)
     started, samples, wait = time.perf_counter(), 0, 0.0

@@ -41,6 +41,24 @@ def _isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "results"))
 
 
+NATIVE_BF16 = (True, "CPU with AVX512-BF16")
+EMULATED = (False, "CPU without native bf16 in use (ATen AVX2 kernels)")
+
+
+@pytest.fixture
+def cpu_kind(monkeypatch):
+    """Make the CPU read as one with native bf16 (``"native"``) or without (``"emulated"``):
+    the decision logic is tested on both kinds whatever CPU runs the suite; the real detection
+    is tested in a subprocess with torch's own ISA switches (``test_precision.py``)."""
+    import bench.precision as precision_module
+
+    def use(kind: str) -> None:
+        answer = NATIVE_BF16 if kind == "native" else EMULATED
+        monkeypatch.setattr(precision_module, "_cpu_native_bf16", lambda: answer)
+
+    return use
+
+
 @pytest.fixture(scope="session")
 def real_ptbxl() -> Path:
     """The real PTB-XL subset, or skip."""

@@ -224,7 +224,7 @@ def test_every_method_goes_through_every_protocol(synthetic, name):
         lambda: copy.deepcopy(encoder),
     )  # fmt: skip
     ev = Evaluator(
-        subject, dataset, cache, resolve_eval_config("smoke"), torch.device("cpu"), "bf16"
+        subject, dataset, cache, resolve_eval_config("smoke"), torch.device("cpu"), "auto"
     )
     assert ev.window % cfg.encoder.patch_size(cfg.data.rate) == 0 and ev.window <= 250
     td = TASKS.get("superdiagnostic").build(dataset)

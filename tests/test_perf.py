@@ -25,13 +25,17 @@ from bench.perf.measure import Case, measure_case
 from bench.perf.peak import matmul_peak
 from bench.perf.reference import looped_prepare
 from bench.perf.suite import (
+    _derived,
     benchmark_cases,
+    default_precisions,
     measure_all,
     paper_projection,
+    peak_lines,
     prepare_data,
     row_cells,
     scaling_cases,
 )
+from bench.precision import native_bf16
 from bench.train import build_method, resolve_config
 
 
@@ -43,8 +47,11 @@ def test_matmul_peak_measures_each_precision():
         assert entry["flops"] == max(entry["by_size"].values())
 
 
-def test_attention_kernel_choice():
+def test_attention_kernel_choice(cpu_kind):
+    cpu_kind("native")
     assert resolve_attention("auto", "cpu", "bf16") == "matmul"
+    cpu_kind("emulated")  # bf16 emulated on AVX2: the fused kernel is the faster one there
+    assert resolve_attention("auto", "cpu", "bf16") == "fused"
     assert resolve_attention("auto", "cpu", "fp32") == "fused"
     assert resolve_attention("auto", torch.device("cuda"), "bf16") == "fused"
     assert resolve_attention("fused", "cpu", "bf16") == "fused"
@@ -160,6 +167,28 @@ def test_case_lists_cover_methods_precisions_and_scaling(tmp_path):
     assert all(c.config().optim.grad_accum == 1 for c in sweep)
 
 
+def test_perf_times_bf16_only_where_it_is_native_and_never_shares_an_emulated_peak(cpu_kind):
+    cpu_kind("native")
+    assert default_precisions("auto", "cpu") == ["fp32", "bf16"]
+    cpu_kind("emulated")
+    assert default_precisions("auto", "cpu") == ["fp32"]
+    assert default_precisions("bf16,fp32", "cpu") == ["bf16", "fp32"]  # explicit: as asked
+    with pytest.raises(BenchError, match="unknown precision 'fp16'"):
+        default_precisions("fp16", "cpu")
+    peak = {
+        "fp32": {"flops": 1e11, "size": 1024, "native": True},
+        "bf16": {"flops": 3e9, "size": 1024, "native": False},
+    }
+    row = {"samples_per_s": 2.0, "precision_used": "bf16", "case_peak_flops": 3e9}
+    row = _derived(row, 1e9, peak)
+    assert row["achieved_flops"] == 2e9 and row["peak_share"] is None
+    row.update(method="jepa", encoder="xs", tokens=200, batch_size=4, impl="engine",
+               attention="fused", precision="bf16", peak_memory_bytes=2**20,
+               data_wait_fraction=0.0, speedup=None)  # fmt: skip
+    assert "n/a (no native peak)" in row_cells(row)
+    assert "emulated, no native bf16" in "".join(peak_lines(peak))
+
+
 def test_paper_projection_multiplies_counted_flops():
     (entry,) = paper_projection(["simclr"])
     cfg = resolve_config("simclr", "paper")
@@ -184,10 +213,12 @@ def test_bench_perf_end_to_end(small_synthetic, tmp_path):
             "perf", "--method", "jepa", "--encoder", "tiny", "--preset", "smoke",
             "--batch-size", "4", "--steps", "1", "--warmup", "1", "--workers", "1",
             "--data-dir", str(small_synthetic), "--no-projection", "--out", str(out),
+            "--precision", "fp32,bf16",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "matmul peak fp32" in result.output and "matmul peak bf16" in result.output
+    native = native_bf16("cpu")[0]
     (json_path,) = out.glob("perf-*.json")
     report = json.loads(json_path.read_text())
     rows = report["rows"]
@@ -198,6 +229,9 @@ def test_bench_perf_end_to_end(small_synthetic, tmp_path):
         assert r["flops_per_sample"] > 0
         assert math.isclose(r["achieved_flops"], r["flops_per_sample"] * r["samples_per_s"])
         assert r["case_peak_flops"] > 0  # measured around the case, in its precision
+        if r["precision"] == "bf16" and not native:  # no share of an emulation's speed
+            assert r["peak_share"] is None
+            continue
         assert math.isclose(r["peak_share"], r["achieved_flops"] / r["case_peak_flops"])
     reference = rows[2]["samples_per_s"]
     assert math.isclose(rows[1]["speedup"], rows[1]["samples_per_s"] / reference)

@@ -60,6 +60,15 @@ def test_smoke_run_end_to_end_with_mlflow(small_synthetic, tmp_path):
         for p in ("linear", "finetune")
     }
     assert all(r["dataset"]["synthetic"] and r["pretrain"]["steps"] == 3 for r in records)
+    # --precision auto: resolved once, printed once, stored in every record and MLflow run
+    from bench.precision import resolve_precision
+
+    chosen = resolve_precision("auto", "cpu")
+    assert out.stderr.count("precision: ") == 1
+    assert f"precision: {chosen.name} on cpu ({chosen.reason})" in out.stderr
+    assert {(r["precision"], r["precision_reason"]) for r in records} == {
+        (chosen.name, chosen.reason)
+    }
     boards = list((results / "leaderboard").glob("*/leaderboard.csv"))
     assert len(boards) == 1 and boards[0].parent.name.startswith("synthetic")
     assert len(boards[0].read_text().strip().splitlines()) == 1 + 8
@@ -80,6 +89,8 @@ def test_smoke_run_end_to_end_with_mlflow(small_synthetic, tmp_path):
     assert kinds.count("evaluation") == 8 and kinds.count("pretrain") == 1
     evaluation = next(r for r in children if r.data.tags.get("kind") == "evaluation")
     assert "test_macro_auroc" in evaluation.data.metrics
+    assert evaluation.data.params["precision"] == chosen.name
+    assert parents[0].data.params["precision_reason"] == chosen.reason
     history = client.get_metric_history(evaluation.info.run_id, "val_macro_auroc")
     assert len(history) >= 1  # a curve, one point per epoch
     artifacts = [a.path for a in client.list_artifacts(evaluation.info.run_id, "record")]

@@ -146,17 +146,23 @@ def resolve_attention(kernel: str, device: torch.device | str, precision: str) -
     """The attention kernel to use: ``"fused"`` (``F.scaled_dot_product_attention``) or
     ``"matmul"`` (timm's explicit ``softmax(q k^T / sqrt(d)) v``, two batched matmuls).
 
-    ``"auto"`` picks ``matmul`` for bf16 on a CPU and ``fused`` everywhere else. Why: on CPU
-    (torch 2.14, AVX-512 bf16) the fused flash kernel runs forward + backward of ECG-sized
-    attention (200 tokens, head width 32-64) at 35-65 GFLOP/s in bf16, slower than in fp32,
-    while the explicit matmuls run it 2.5x faster (``bench perf`` prints both). In fp32 on CPU,
-    and on CUDA, the fused kernel is the faster one.
+    ``"auto"`` picks ``matmul`` for bf16 on a CPU with native bf16 (AVX512-BF16 / AMX) and
+    ``fused`` everywhere else. Why: on such a CPU (torch 2.14) the fused flash kernel runs
+    forward + backward of ECG-sized attention (200 tokens, head width 32-64) at 35-65 GFLOP/s in
+    bf16, slower than in fp32, while the explicit matmuls run it 1.5-2.5x faster (``bench perf``
+    prints both). In fp32 on CPU, on CUDA, and for bf16 emulated on an AVX2-only CPU (32 x 200
+    tokens x 6 heads, forward + backward: fused 0.85 s, matmul 1.18 s), the fused kernel is
+    the faster one.
     """
     if kernel not in ATTENTION_KERNELS:
         raise ValueError(f"unknown attention kernel {kernel!r}; choose from {ATTENTION_KERNELS}")
     if kernel != "auto":
         return kernel
-    return "matmul" if torch.device(device).type == "cpu" and precision == "bf16" else "fused"
+    if torch.device(device).type != "cpu" or precision != "bf16":
+        return "fused"
+    from bench.precision import native_bf16
+
+    return "matmul" if native_bf16(device)[0] else "fused"
 
 
 def use_attention(module: nn.Module, kernel: str) -> int:

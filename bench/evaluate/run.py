@@ -79,8 +79,9 @@ def run_benchmark(
     from bench.report.build import write_report
     from bench.results import RecordStore
     from bench.tracking import start_run
-    from bench.train import resolve_device
+    from bench.train import resolve_device, with_resolved_precision
 
+    engine = with_resolved_precision(engine, echo)  # one choice for pre-training and evaluation
     eval_cfg = resolve_eval_config(plan.preset, plan.eval_overrides)
     device = resolve_device(engine.device)
     store = RecordStore()
@@ -104,11 +105,25 @@ def run_benchmark(
         uri=engine.tracking_uri,
         tags={"kind": "bench-run", "dataset": dataset.name, "synthetic": dataset.is_synthetic},
     ) as parent:
-        parent.log_params({"plan": plan.describe(), "dataset": dataset.name})
+        parent.log_params(
+            {
+                "plan": plan.describe(),
+                "dataset": dataset.name,
+                "precision": engine.precision,
+                "precision_reason": engine.precision_reason,
+            }
+        )
         for name in plan.methods:
             subject, cache = prepare_subject(name, plan, dataset, engine, echo)
             evaluator = Evaluator(
-                subject, dataset, cache, eval_cfg, device, engine.precision, store
+                subject,
+                dataset,
+                cache,
+                eval_cfg,
+                device,
+                engine.precision,
+                store,
+                precision_reason=engine.precision_reason,
             )
             for td in task_data:
                 for protocol in plan.protocols:

@@ -73,9 +73,13 @@ class Evaluator:
         cache: SignalCache,
         eval_cfg: EvalConfig,
         device: torch.device,
-        precision: str = "bf16",
+        precision: str = "auto",
         store: RecordStore | None = None,
+        precision_reason: str = "",
     ):
+        """``precision``: ``auto`` (bf16 where ``device`` has it natively, else fp32;
+        :mod:`bench.precision`), ``bf16`` or ``fp32``; ``precision_reason`` is why, when the
+        caller already resolved it (``bench run`` resolves once for pre-training and evaluation)."""
         if cache.rate != subject.config.data.rate:
             raise BenchError(
                 f"cache at {cache.rate} Hz, {subject.name} needs {subject.config.data.rate}"
@@ -85,7 +89,13 @@ class Evaluator:
         self.cache = cache
         self.eval_cfg = apply_overrides(eval_cfg, subject.eval_overrides)
         self.device = device
+        if precision == "auto" or not precision_reason:
+            from bench.precision import resolve_precision
+
+            chosen = resolve_precision(precision, device)
+            precision, precision_reason = chosen.name, chosen.reason
         self.precision = precision
+        self.precision_reason = precision_reason
         self.store = store or RecordStore()
         self.guard = FoldGuard()
         cfg = subject.config
@@ -276,6 +286,8 @@ class Evaluator:
                         "label_fraction": fraction,
                         "eval": protocol_view(e, protocol),
                         "method_config_hash": config_hash(self.subject.config),
+                        "precision": self.precision,
+                        "precision_reason": self.precision_reason,
                     }
                 )
 
@@ -380,6 +392,7 @@ class Evaluator:
             "test_macro_ap": test["macro_ap"],
             "environment": environment(str(self.device)),
             "precision": self.precision,
+            "precision_reason": self.precision_reason,
             "created": now_iso(),
         }
         arrays = {

@@ -26,7 +26,7 @@ def probe_benchmark(
     preset: str = "cpu",
     encoder: str | None = None,
     device: torch.device | str = "cpu",
-    precision: str = "bf16",
+    precision: str = "auto",
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Time encoding once, then the linear probe of every task, harness vs straightforward.

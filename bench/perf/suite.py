@@ -80,15 +80,53 @@ def prepare_data(
     return root, cache_root, name
 
 
+def default_precisions(requested: str, device) -> list[str]:
+    """The precisions to time: ``auto`` is fp32, plus bf16 where ``device`` computes bf16
+    natively (:func:`bench.precision.native_bf16`); otherwise the comma-separated list given."""
+    from bench.precision import native_bf16
+
+    names = [p.strip() for p in requested.split(",") if p.strip()]
+    if names == ["auto"]:
+        return ["fp32", "bf16"] if native_bf16(device)[0] else ["fp32"]
+    for p in names:
+        if p not in ("fp32", "bf16"):
+            raise BenchError(f"unknown precision {p!r}", hint="use auto, or fp32 and/or bf16")
+    return names
+
+
+def measure_peaks(device, precisions: Sequence[str]) -> dict:
+    """:func:`bench.perf.peak.matmul_peak` of fp32 and every precision in ``precisions``, each
+    marked ``native``: a bf16 "peak" on a device without native bf16 is an emulation's speed,
+    not the hardware's, and no share of it is reported (:func:`_derived`)."""
+    from bench.perf.peak import matmul_peak
+    from bench.precision import native_bf16
+
+    peak = matmul_peak(device, tuple(sorted({*precisions, "fp32"})))
+    bf16_native = native_bf16(device)[0]
+    for precision, entry in peak.items():
+        entry["native"] = precision != "bf16" or bf16_native
+    return peak
+
+
 def _derived(row: dict, flops_per_sample: float, peak: dict) -> dict:
     """Achieved FLOP/s and its share of the peak: the peak measured around the case itself
-    (``case_peak_flops``) when there is one, else the run's peak of that precision."""
+    (``case_peak_flops``) when there is one, else the run's peak of that precision; no share
+    (None) for a precision the hardware does not compute natively."""
     achieved = flops_per_sample * row["samples_per_s"]
     row["flops_per_sample"] = flops_per_sample
     row["achieved_flops"] = achieved
-    reference = row.get("case_peak_flops") or peak[row["precision_used"]]["flops"]
+    entry = peak.get(row["precision_used"], {})
+    if not entry.get("native", True):
+        row["peak_share"] = None
+        return row
+    reference = row.get("case_peak_flops") or entry["flops"]
     row["peak_share"] = achieved / reference
     return row
+
+
+def _rank_key(row: dict) -> float:
+    """Repeated runs are ranked by share of peak, or by samples/s where there is no share."""
+    return row["peak_share"] if row["peak_share"] is not None else row["samples_per_s"]
 
 
 def benchmark_cases(
@@ -175,7 +213,7 @@ def measure_all(
             echo(row)
     rows = []
     for measured in runs:
-        ranked = sorted(measured, key=lambda r: r["peak_share"])
+        ranked = sorted(measured, key=_rank_key)
         row = dict(ranked[(len(ranked) - 1) // 2])  # the median run (the lower one of two)
         if len(measured) > 1:
             row["runs"] = [
@@ -206,7 +244,8 @@ def paper_projection(methods: Sequence[str], rows: Sequence[dict] = ()) -> list[
     Total = FLOPs per sample x ``optim.batch_size`` x ``optim.steps``. Hours are given at 40 %
     of the dense bf16 peak of the GPUs in :data:`GPU_PEAKS_TFLOPS` (an assumed utilisation,
     typical of well-fed ViT training, not a measurement), and on this machine at the utilisation
-    measured for that method's bf16 engine step in ``rows`` (same encoder size when measured).
+    measured for that method's fastest engine step in ``rows`` (same encoder size, any
+    precision timed: bf16 where the machine has it natively, else fp32).
     """
     from bench.flops import pretrain_step_flops, pretrain_total_flops
     from bench.train import resolve_config
@@ -232,11 +271,13 @@ def paper_projection(methods: Sequence[str], rows: Sequence[dict] = ()) -> list[
         }
         measured = [
             r for r in rows
-            if r["method"] == method and r["impl"] == "engine" and r["precision"] == "bf16"
+            if r["method"] == method and r["impl"] == "engine"
             and r["encoder"] == cfg.encoder.size and not r["overrides"]
         ]  # fmt: skip
         if measured:
-            entry["this_machine_hours"] = total / measured[0]["achieved_flops"] / 3600
+            fastest = max(measured, key=lambda r: r["achieved_flops"])
+            entry["this_machine_hours"] = total / fastest["achieved_flops"] / 3600
+            entry["this_machine_precision"] = fastest["precision"]
         out.append(entry)
     return out
 
@@ -274,11 +315,17 @@ def row_cells(r: dict) -> list[str]:
         f"{r['samples_per_s']:.1f}",
         _si(r["flops_per_sample"]),
         _si(r["achieved_flops"]),
-        f"{100 * r['peak_share']:.0f} %" + _spread(r),
+        _share(r),
         f"{r['peak_memory_bytes'] / 2**20:.0f} MiB",
         f"{100 * r['data_wait_fraction']:.1f} %",
         f"{r['speedup']:.2f}x" if r.get("speedup") else "",
     ]
+
+
+def _share(r: dict) -> str:
+    if r["peak_share"] is None:
+        return "n/a (no native peak)"
+    return f"{100 * r['peak_share']:.0f} %" + _spread(r)
 
 
 def _spread(r: dict) -> str:
@@ -328,6 +375,7 @@ PEAK_NOTE = (
 def peak_lines(peak: dict) -> list[str]:
     return [
         f"matmul peak {precision}: {_si(v['flops'], 'FLOP/s')} (square {v['size']})"
+        + ("" if v.get("native", True) else "; emulated, no native bf16: no share of it reported")
         for precision, v in peak.items()
     ]
 
