@@ -791,6 +791,13 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
 )
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the engine rows")
 @click.option(
+    "--profile",
+    "profile_steps",
+    is_flag=True,
+    help="also profile two steps of each engine row: operators per step and the costliest; on "
+    "CUDA kernel launches, host syncs and device busy time per step",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=0),
     default=2,
@@ -818,7 +825,7 @@ def compare_command(a, b, task, protocol, label_fraction, resamples, confidence,
 def perf_command(
     methods, encoders, preset, overrides, batch_size, steps, warmup, precisions,
     no_straightforward, scaling_method, no_projection, probe, data_dir, skip_bad, device,
-    attention, compile_, workers, out, timeout, repeats,
+    attention, compile_, profile_steps, workers, out, timeout, repeats,
 ) -> None:  # fmt: skip
     """Samples/s, FLOP/s against the measured matmul peak, memory and data wait of a full
     pre-training step, per method x encoder x precision, against a straightforward version.
@@ -847,6 +854,7 @@ def perf_command(
         batch_size=batch_size, data_root="", cache_root="", preset=preset,
         overrides=tuple(overrides), steps=steps, warmup=warmup, device=str(torch_device),
         attention=attention, compile=compile_, workers=workers, skip_bad=skip_bad,
+        profile=profile_steps,
     )  # fmt: skip
     cases = suite.benchmark_cases(names, sizes, base, precision_list, not no_straightforward)
     # the sweep runs in the precision `--precision auto` would train in on this device
@@ -885,6 +893,9 @@ def perf_command(
     }  # fmt: skip
     click.echo("")
     click.echo(suite.text_table(suite.ROW_HEADER, [suite.row_cells(r) for r in rows]))
+    if suite.profile_rows(rows):
+        click.echo("\nwhere the step time goes (torch.profiler):")
+        click.echo(suite.text_table(suite.PROFILE_HEADER, suite.profile_rows(rows)))
     if scaling:
         click.echo("\nscaling:")
         click.echo(suite.text_table(suite.ROW_HEADER, [suite.row_cells(r) for r in scaling]))

@@ -32,6 +32,7 @@ from bench.perf.suite import (
     paper_projection,
     peak_lines,
     prepare_data,
+    profile_cells,
     row_cells,
     scaling_cases,
 )
@@ -149,9 +150,31 @@ def test_one_case_is_measured_through_the_real_loader(small_synthetic, tmp_path)
         assert 0 <= result["data_wait_fraction"] < 1
         assert result["peak_memory_bytes"] > 50 * 2**20  # a Python process with torch
         assert result["tokens"] == 200 and result["encoder"] == "tiny"
-    assert engine["attention"] == "matmul" and engine["precision_used"] == "bf16"
+    assert engine["attention"] == resolve_attention("auto", "cpu", "bf16")
+    assert engine["precision_used"] == "bf16"
     assert reference["attention"] == "matmul" and reference["precision_used"] == "fp32"
     assert engine["prepare"] == "batched" and reference["prepare"] == "block masks per sample"
+
+
+def test_a_batch_larger_than_the_records_runs_and_is_profiled(small_synthetic, tmp_path):
+    """GPU batch sizes must just work on a small set (records recur), and --profile says what
+    the step ran: operators per step and the costliest ones (CUDA-only figures absent on CPU)."""
+    root, cache_root, _ = prepare_data(small_synthetic, [100], tmp_path)
+    result = measure_case(
+        _case(root, cache_root, precision="fp32", batch_size=256, steps=1, profile=True)
+    )
+    assert result["distinct_records"] < 256 and result["samples_per_s"] > 0
+    profile = result["profile"]
+    assert profile["profiled_steps"] == 2 and profile["ops_per_step"] > 50
+    names = [op["name"] for op in profile["top_ops"]]
+    assert names and any("mm" in n or "linear" in n for n in names)
+    assert all(op["ms"] > 0 and op["calls"] > 0 for op in profile["top_ops"])
+    assert "kernels_per_step" not in profile  # CUDA only
+    row = {**result, "method": "jepa", "precision": "fp32", "batch_size": 256, "impl": "engine",
+           "flops_per_sample": 1.0, "achieved_flops": 1.0, "peak_share": 0.1, "speedup": None}  # fmt: skip
+    assert row_cells(row)[3] == "256*"
+    cells = profile_cells(row)
+    assert cells[4:6] == ["-", "-"] and names[0] in cells[-1]
 
 
 def test_case_lists_cover_methods_precisions_and_scaling(tmp_path):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.errors import BenchError
@@ -55,6 +56,7 @@ class Case:
     compile: bool = False
     workers: int = 2
     skip_bad: bool = False  # the dataset's --skip-bad (records without this rate are left out)
+    profile: bool = False  # also profile two steps (bench.perf.profile) after the timed ones
 
     def config(self):
         """The method's resolved config for this case."""
@@ -149,6 +151,11 @@ def measure_case(case: Case) -> dict[str, Any]:
     rows = training_rows(cache, dataset)
     leads = lead_indices(cfg.data.leads)
     mean, std = lead_statistics(cache.signals, rows, leads)
+    # Any batch size must run, even above the records at hand (a GPU batch of 256-2048 on a
+    # small set): the rows are repeated, so records recur within an epoch (with other crops).
+    distinct = len(rows)
+    if len(rows) < 2 * case.batch_size:
+        rows = np.resize(rows, 2 * case.batch_size)
     loader = crop_loader(cache, rows, leads, mean, std, cfg, case.batch_size, case.workers, device)
     batches = iter(loader)
 
@@ -158,9 +165,12 @@ def measure_case(case: Case) -> dict[str, Any]:
         )
         return wait
 
+    warmup_seconds = []
     for i in range(case.warmup):
+        t0 = time.perf_counter()
         step(i)
-    _sync(device)
+        _sync(device)
+        warmup_seconds.append(time.perf_counter() - t0)
     # The machine's speed drifts (shared hosts, clocks): the peak is measured around each case
     # too, and the higher of the two readings is the case's reference.
     peak_before = _case_peak(device, precision)
@@ -173,6 +183,15 @@ def measure_case(case: Case) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     memory, memory_kind = _peak_memory(device)
     case_peak = max(peak_before, _case_peak(device, precision))
+    extra: dict[str, Any] = {}
+    if case.compile and not straightforward and warmup_seconds:
+        # the first call compiles: its time over that of a compiled step
+        extra["compile_seconds"] = max(warmup_seconds[0] - elapsed / case.steps, 0.0)
+    if case.profile:
+        from bench.perf.profile import profile_steps
+
+        first = case.warmup + case.steps
+        extra["profile"] = profile_steps(step, first, 2, device)
     return {
         "case_peak_flops": case_peak,
         "samples_per_s": case.steps * case.batch_size / elapsed,
@@ -187,6 +206,8 @@ def measure_case(case: Case) -> dict[str, Any]:
         "encoder": cfg.encoder.size,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "distinct_records": distinct,
+        **extra,
     }
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from bench.errors import BenchError
 from bench.perf.measure import Case, run_case
 
-PERF_RECORDS = 320  # synthetic records for the loader: enough for batches of 64 from folds 1-8
+PERF_RECORDS = 320  # synthetic records for the loader (larger batches repeat them: measure.py)
 SCALING_CROPS = (2.5, 5.0, 10.0)
 SCALING_BATCHES = (8, 16, 32, 64)
 SCALING_ENCODERS = ("xs", "s", "b")
@@ -151,6 +151,7 @@ def benchmark_cases(
                         encoder=encoder,
                         precision="fp32",
                         impl="straightforward",
+                        profile=False,
                     )
                 )
     return cases
@@ -160,7 +161,7 @@ def scaling_cases(method: str, base: Case, precision: str = "bf16") -> list[Case
     """Engine steps of ``method`` at ``precision`` varying one factor at a time around ``base``:
     crop length (tokens) over :data:`SCALING_CROPS` seconds, batch over :data:`SCALING_BATCHES`,
     encoder over :data:`SCALING_ENCODERS`."""
-    base = replace(base, method=method, precision=precision, impl="engine")
+    base = replace(base, method=method, precision=precision, impl="engine", profile=False)
     cases = [
         replace(base, overrides=(*base.overrides, f"data.crop_seconds={s}")) for s in SCALING_CROPS
     ]
@@ -309,7 +310,7 @@ def row_cells(r: dict) -> list[str]:
         r["method"],
         r["encoder"],
         str(r["tokens"]),
-        str(r["batch_size"]),
+        str(r["batch_size"]) + ("*" if _recurring(r) else ""),
         impl,
         r["precision"],
         f"{r['samples_per_s']:.1f}",
@@ -320,6 +321,42 @@ def row_cells(r: dict) -> list[str]:
         f"{100 * r['data_wait_fraction']:.1f} %",
         f"{r['speedup']:.2f}x" if r.get("speedup") else "",
     ]
+
+
+def _recurring(r: dict) -> bool:
+    """The batch is larger than the distinct training records: records recur in an epoch."""
+    return r.get("distinct_records") is not None and r["distinct_records"] < r["batch_size"]
+
+
+RECURRING_NOTE = (
+    "*: batch larger than the distinct training records at hand: records recur within an "
+    "epoch (other crops); the step's cost is the same."
+)
+
+PROFILE_HEADER = (
+    "method", "encoder", "precision", "ops/step", "kernels/step", "host syncs/step",
+    "device busy", "compile", "costliest operators (ms per step)",
+)  # fmt: skip
+
+
+def profile_cells(r: dict) -> list[str]:
+    """One row of the profile table (``bench perf --profile``); CUDA-only figures '-' on CPU."""
+    p = r["profile"]
+
+    def maybe(key: str, fmt: str) -> str:
+        return fmt.format(p[key]) if p.get(key) is not None else "-"
+
+    top = ", ".join(f"{o['name']} {o['ms']:.1f}" for o in p["top_ops"][:4])
+    compile_s = f"{r['compile_seconds']:.1f} s" if r.get("compile_seconds") is not None else "-"
+    return [
+        r["method"], r["encoder"], r["precision"], f"{p['ops_per_step']:.0f}",
+        maybe("kernels_per_step", "{:.0f}"), maybe("syncs_per_step", "{:.1f}"),
+        maybe("device_busy_fraction", "{:.0%}"), compile_s, top,
+    ]  # fmt: skip
+
+
+def profile_rows(rows: Sequence[dict]) -> list[list[str]]:
+    return [profile_cells(r) for r in rows if r.get("profile")]
 
 
 def _share(r: dict) -> str:
@@ -402,6 +439,15 @@ def render_markdown(report: dict) -> str:
         "",
         markdown_table(ROW_HEADER, [row_cells(r) for r in report["rows"]]),
     ]
+    if any(_recurring(r) for r in report["rows"]):
+        parts += ["", RECURRING_NOTE]
+    if profile_rows(report["rows"]):
+        parts += [
+            "",
+            "## Where the step time goes (torch.profiler, engine rows)",
+            "",
+            markdown_table(PROFILE_HEADER, profile_rows(report["rows"])),
+        ]
     if report.get("scaling"):
         parts += [
             "",
