@@ -215,3 +215,20 @@ def test_gather_tokens():
     assert out.shape == (2, 2, 3)
     with pytest.raises(ValueError):
         gather_tokens(x, idx[0])
+
+
+def test_masks_on_a_gpu_need_no_host_sync():
+    """On CUDA the shape-setting scalars come from a host generator seeded from the device one:
+    sampling a JEPA mask never waits for the GPU, and a seed still reproduces the mask."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        masks = [
+            jepa_block_mask(8, 200, generator=torch.Generator("cuda").manual_seed(3))
+            for _ in range(2)
+        ]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for a, b in zip(*masks, strict=True):
+        assert torch.equal(a, b) and a.device.type == "cuda"

@@ -23,6 +23,7 @@ Samplers:
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import Tensor
@@ -41,9 +42,26 @@ def _device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
+# A host-side generator per CUDA generator, for the scalars that set tensor shapes (keep
+# counts, block sizes): read from the GPU they would cost a device-host sync every step.
+_HOST_GENERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _scalar_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """The generator to draw shape-setting scalars from: ``generator`` itself unless it lives on
+    a GPU, else a CPU generator seeded from it once (so a seeded step stays reproducible)."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    host = _HOST_GENERATORS.get(generator)
+    if host is None:
+        host = torch.Generator().manual_seed(generator.initial_seed())
+        _HOST_GENERATORS[generator] = host
+    return host
+
+
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
-    """One draw from U(low, high)."""
-    u = torch.rand((), generator=generator, device=_device(generator)).item()
+    """One draw from U(low, high), on the host (no device sync; see :func:`_scalar_generator`)."""
+    u = torch.rand((), generator=_scalar_generator(generator)).item()
     return low + (high - low) * u
 
 
@@ -53,12 +71,14 @@ def _check_range(name: str, value: tuple[float, float], low: float, high: float)
         raise ValueError(f"{name} must satisfy {low} <= lo <= hi <= {high}, got {value}")
 
 
-def _split_keep_mask(keep: Tensor) -> tuple[Tensor, Tensor]:
+def _split_keep_mask(keep: Tensor, n_keep: int | None = None) -> tuple[Tensor, Tensor]:
     """``keep`` (B, N) bool with the same count K per row -> sorted (idx_keep, idx_mask).
 
     A stable argsort of ``not keep`` lists the kept positions first, each group in ascending order.
+    ``n_keep``: K when the caller knows it (counting it on a GPU would sync with the host).
     """
-    n_keep = int(keep[0].sum())
+    if n_keep is None:
+        n_keep = int(keep[0].sum())
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
     return order[:, :n_keep], order[:, n_keep:]
 
@@ -205,7 +225,7 @@ def jepa_block_mask(
 
     # Rotate so that the cut becomes position 0.
     keep = (~in_gap).gather(1, (cut[:, None] + pos) % n_tokens)
-    return _split_keep_mask(keep)
+    return _split_keep_mask(keep, n_keep)
 
 
 def ecg_jepa_time_mask(

@@ -87,8 +87,15 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale, "process peak RSS"
 
 
-def _case_peak(device: torch.device, precision: str) -> float:
+def _case_peak(device: torch.device, precision: str) -> float | None:
+    """The matmul peak around a case, or None for bf16 on a device without native bf16 (no
+    share of an emulation's speed is reported, and a 2048-square emulated bf16 product takes
+    seconds)."""
     from bench.perf.peak import matmul_peak
+    from bench.precision import native_bf16
+
+    if precision == "bf16" and not native_bf16(device)[0]:
+        return None
 
     size = 4096 if device.type == "cuda" else 2048
     return matmul_peak(device, (precision,), sizes=(size,), seconds=0.5)[precision]["flops"]
@@ -182,7 +189,8 @@ def measure_case(case: Case) -> dict[str, Any]:
     _sync(device)
     elapsed = time.perf_counter() - started
     memory, memory_kind = _peak_memory(device)
-    case_peak = max(peak_before, _case_peak(device, precision))
+    peak_after = _case_peak(device, precision)
+    case_peak = None if peak_before is None else max(peak_before, peak_after)
     extra: dict[str, Any] = {}
     if case.compile and not straightforward and warmup_seconds:
         # the first call compiles: its time over that of a compiled step
