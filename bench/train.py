@@ -276,9 +276,12 @@ def resolve_config(
 
 
 def run_id(method: str, cfg: MethodConfig, engine: EngineConfig, data_fingerprint: str) -> str:
-    digest = config_hash(
-        {"config": to_dict(cfg), "precision": engine.precision, "data": data_fingerprint}
-    )
+    """``<method>-<encoder size>-<hash of config, precision and data>``; ``auto`` precision is
+    hashed as what it resolves to, so an auto run and an explicit one of that precision match."""
+    precision = engine.precision
+    if precision == "auto":
+        precision = with_resolved_precision(engine).precision
+    digest = config_hash({"config": to_dict(cfg), "precision": precision, "data": data_fingerprint})
     return f"{method}-{cfg.encoder.size}-{digest[:10]}"
 
 

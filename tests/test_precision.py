@@ -21,14 +21,11 @@ from bench.precision import bf16_slowdown, native_bf16, resolve_precision
 from bench.train import EngineConfig, pretrain, resolve_config, with_resolved_precision
 
 
-def run_detection(extra_env: dict[str, str]) -> tuple[list[str], str]:
+def run_detection(extra_env: dict[str, str], keep_switches: bool = False) -> tuple[list[str], str]:
     """What a fresh process detects under ``extra_env`` (torch reads the ISA switches once, at
     start-up): ``([native, auto's choice, bf16 attention kernel], auto's reason)``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
-    }
+    switches = () if keep_switches else ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    env = {k: v for k, v in os.environ.items() if k not in switches}
     code = (
         "from bench.precision import native_bf16, resolve_precision\n"
         "from bench.encoders import resolve_attention\n"
@@ -55,11 +52,13 @@ def test_an_avx2_cpu_gets_fp32_and_the_fused_attention(extra_env):
 
 
 def test_the_detection_follows_the_cpu_flags():
-    """Without switches the answer is the CPU's own: native exactly when torch reports
-    AVX512-BF16 or AMX and dispatches AVX-512 kernels."""
-    (native, chosen, kernel), _ = run_detection({})
+    """Without extra switches the answer is this CPU's (and this environment's): native exactly
+    when torch reports AVX512-BF16 or AMX, dispatches AVX-512 kernels and oneDNN is not capped
+    below bf16."""
+    (native, chosen, kernel), _ = run_detection({}, keep_switches=True)
     flags = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    expected = flags and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper() in ("AVX2", "AVX", "SSE41")
+    expected = flags and torch.backends.cpu.get_cpu_capability() == "AVX512" and not capped
     assert native == str(expected)
     assert chosen == ("bf16" if expected else "fp32")
     assert kernel == ("matmul" if expected else "fused")
