@@ -372,12 +372,54 @@ def fit_linear_with(
     )
 
 
-# --------------------------------------------------------------------------- attentive probe
+# ------------------------------------------------- attentive probe and fine-tuning: their epochs
 def _epoch_crops(n: int, length: int, window: int, seed: int, epoch: int, tag: int):
     rng = np.random.default_rng([seed, epoch, tag])
     return rng.permutation(n), rng.integers(0, length - window + 1, n)
 
 
+def _crop_batches(
+    source: SignalSource, batch_size: int, window: int, seed: int, epoch: int, tag: int
+):
+    """One epoch of training batches: ``(index, x)`` with ``x`` ``(b, C, window)`` fresh random
+    crops of the records at ``index`` (shuffled by ``seed``, ``epoch`` and the protocol's
+    ``tag``; sorted within a batch)."""
+    order, offsets = _epoch_crops(len(source), source.length, window, seed, epoch, tag)
+    for start in range(0, len(source), batch_size):
+        index = np.sort(order[start : start + batch_size])
+        yield index, crop(source.read(index), offsets[index], window)
+
+
+def _bce(model: Callable, x: np.ndarray, targets: torch.Tensor, device, precision: str):
+    """Multi-label BCE of ``model`` on crops ``x`` ``(b, C, window)``, the loss in fp32."""
+    with autocast(device, precision):
+        logits = model(to_device(x, device))
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.to(device))
+
+
+@dataclass
+class _Validation:
+    """What scores a model on the validation split every epoch: windows at ``offsets``,
+    aggregated per record, macro AUROC."""
+
+    source: SignalSource
+    y: np.ndarray
+    offsets: np.ndarray
+    window: int
+    aggregation: str
+    batch_size: int
+    device: torch.device
+    precision: str
+
+    def score(self, model: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        logits = predict_windows(
+            model, self.source, self.offsets, self.window, self.batch_size, self.device,
+            self.precision,
+        )  # fmt: skip
+        return validation_auroc(self.y, logits, self.aggregation)
+
+
+# --------------------------------------------------------------------------- attentive probe
 def fit_attentive(
     encoder: nn.Module,
     train: SignalSource,
@@ -404,6 +446,9 @@ def fit_attentive(
     for group in opt.param_groups:
         group["weight_decay"] = cfg.weight_decay * group.pop("wd_scale")
     targets = torch.from_numpy(y_train.astype(np.float32))
+    validation = _Validation(
+        val, y_val, eval_offsets, window, aggregation, eval_batch_size, device, precision
+    )
     stopper = EarlyStopping(cfg.patience)
 
     def tokens_then_head(x: torch.Tensor) -> torch.Tensor:
@@ -412,24 +457,16 @@ def fit_attentive(
         return head(tokens)
 
     for epoch in range(cfg.epochs):
-        order, offsets = _epoch_crops(len(train), train.length, window, seed, epoch, 2)
         head.train()
         total = 0.0
-        for start in range(0, len(train), cfg.batch_size):
-            index = np.sort(order[start : start + cfg.batch_size])
-            x = crop(train.read(index), offsets[index], window)
-            with autocast(device, precision):
-                logits = tokens_then_head(to_device(x, device))
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets[index].to(device))
+        for index, x in _crop_batches(train, cfg.batch_size, window, seed, epoch, 2):
+            loss = _bce(tokens_then_head, x, targets[index], device, precision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(index)
         head.eval()
-        logits = predict_windows(
-            tokens_then_head, val, eval_offsets, window, eval_batch_size, device, precision
-        )
-        score = validation_auroc(y_val, logits, aggregation)
+        score = validation.score(tokens_then_head)
         if stopper.end_epoch(epoch, total / len(train), score, head, on_epoch):
             break
     head.load_state_dict(stopper.best_state)
@@ -486,31 +523,28 @@ def fit_finetune(
             )
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     targets = torch.from_numpy(y_train.astype(np.float32))
+    validation = _Validation(
+        val, y_val, eval_offsets, window, aggregation, eval_batch_size, device, precision
+    )
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     stopper, step = EarlyStopping(cfg.patience), 0
 
     # the linear-probe head is epoch -1: fine-tuning must beat it on validation to be kept
     model.eval()
-    logits = predict_windows(model, val, eval_offsets, window, eval_batch_size, device, precision)
-    stopper.update(-1, validation_auroc(y_val, logits, aggregation), model)
+    stopper.update(-1, validation.score(model), model)
     for epoch in range(cfg.epochs):
-        order, offsets = _epoch_crops(len(train), train.length, window, seed, epoch, 3)
         torch.manual_seed(_seed(seed, epoch, 3))  # dropout / drop-path
         model.train()
         total = 0.0
-        for start in range(0, len(train), cfg.batch_size):
+        for index, x in _crop_batches(train, cfg.batch_size, window, seed, epoch, 3):
             if step < warmup:
                 lr = cfg.lr * (step + 1) / warmup
             else:
                 lr = cosine((step - warmup) / max(total_steps - warmup, 1), cfg.lr, 0.0)
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            index = np.sort(order[start : start + cfg.batch_size])
-            x = crop(train.read(index), offsets[index], window)
-            with autocast(device, precision):
-                logits = model(to_device(x, device))
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets[index].to(device))
+            loss = _bce(model, x, targets[index], device, precision)
             if not torch.isfinite(loss):
                 raise BenchError(
                     f"fine-tuning diverged (loss {loss.item()}) at epoch {epoch}",
@@ -524,10 +558,7 @@ def fit_finetune(
             total += loss.item() * len(index)
             step += 1
         model.eval()
-        logits = predict_windows(
-            model, val, eval_offsets, window, eval_batch_size, device, precision
-        )
-        score = validation_auroc(y_val, logits, aggregation)
+        score = validation.score(model)
         if stopper.end_epoch(epoch, total / len(train), score, model, on_epoch):
             break
     model.load_state_dict(stopper.best_state)
