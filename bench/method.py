@@ -8,15 +8,20 @@ logging; the method only says what one step computes:
 1. ``prepare_batch(x, generator)``: views, masks and index tensors for a batch of crops
    ``x`` ``(B, C, T)`` on the training device (batched tensor ops, no per-sample Python);
 2. ``training_step(batch, progress)``: the loss and a dict of floats to log;
-3. ``after_optimizer_step(progress)``: EMA target updates and the like.
+3. ``after_optimizer_step(progress)``: EMA target updates and the like (targets made with
+   :meth:`SSLMethod.ema_target` are moved by the base class at ``momentum(progress)``).
 
 Schedules are pure functions of ``progress`` = step / total steps, so a resumed run needs no
-hidden state. ``benchmark_encoder()`` is the encoder the downstream protocols evaluate.
-Third-party packages register methods through the ``ecg_bench.methods`` entry-point group.
+hidden state. ``benchmark_encoder()`` is the encoder the downstream protocols evaluate
+(``self.encoder`` unless a method says otherwise). The parts several methods share live here
+too: :class:`TwoViewConfig` / :class:`TwoViewMethod` (an encoder and the two augmented views of
+SimCLR and BYOL) and the EMA target. Third-party packages register methods through the
+``ecg_bench.methods`` entry-point group.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -24,6 +29,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from bench.augment import AugmentConfig, TwoViews
 from bench.data.ptbxl import LEADS_12
 from bench.registry import Registry
 
@@ -179,10 +185,20 @@ class SSLMethod(nn.Module):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     #: Methods whose loss needs negatives from every rank set this (SimCLR).
     gathers_across_ranks: ClassVar[bool] = False
+    #: The token layout a method's objective is written for (``"lead"``: one token per lead and
+    #: patch, lead-major); None: any layout.
+    needs_layout: ClassVar[str | None] = None
 
     def __init__(self, cfg: MethodConfig):
         super().__init__()
+        if self.needs_layout is not None and cfg.encoder.layout != self.needs_layout:
+            raise ValueError(
+                f"{self.name} needs encoder.layout={self.needs_layout}, not {cfg.encoder.layout}"
+            )
         self.cfg = cfg
+        # (online, target) pairs made by ema_target, in creation order. A plain list: the
+        # modules are registered (and checkpointed) under the attributes they are assigned to.
+        self._ema_pairs: list[tuple[nn.Module, nn.Module]] = []
 
     def forward(
         self, batch: dict[str, torch.Tensor], progress: float
@@ -199,21 +215,98 @@ class SSLMethod(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    def ema_target(self, online: nn.Module) -> nn.Module:
+        """A target network that follows ``online`` by EMA: a copy without gradients, equal to
+        ``online`` at step 0, moved after every optimiser step to
+        ``m * target + (1 - m) * online`` with ``m = momentum(progress)``. Assign it to an
+        attribute, e.g. ``self.target = self.ema_target(self.encoder)``: its weights are part of
+        the checkpoint."""
+        target = copy.deepcopy(online).requires_grad_(False)
+        self._ema_pairs.append((online, target))
+        return target
+
+    def momentum(self, progress: float) -> float:
+        """The EMA momentum at ``progress``; a method with an :meth:`ema_target` defines it."""
+        raise NotImplementedError(f"{type(self).__name__} has EMA targets but no momentum()")
+
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:
-        """EMA updates and other per-step bookkeeping after ``optimizer.step()``."""
+        """Per-step bookkeeping after ``optimizer.step()``: moves every EMA target towards its
+        online network. A method that overrides it calls ``super().after_optimizer_step``."""
+        if not self._ema_pairs:
+            return
+        from lightly.models.utils import update_momentum  # lightly is slow to import
+
+        m = self.momentum(progress)
+        for online, target in self._ema_pairs:
+            update_momentum(online, target, m)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
+        """Every trainable parameter (EMA targets take no gradient, so they are left out)."""
         return decay_groups(self)
 
     def benchmark_encoder(self) -> nn.Module:
-        """The encoder the downstream protocols evaluate: ``forward(x) -> (B, num_features)``."""
-        raise NotImplementedError
+        """The encoder the downstream protocols evaluate: ``forward(x) -> (B, num_features)``;
+        by default ``self.encoder``."""
+        return self.encoder
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
         """Optuna search space over pre-training hyperparameters, as ``--set`` overrides."""
         return {"optim.lr": trial.suggest_float("optim.lr", 1e-5, 3e-3, log=True)}
+
+
+@dataclass(frozen=True)
+class TwoViewConfig(MethodConfig):
+    """The ECG setting of Mehari & Strodthoff 2022 shared by SimCLR and BYOL: 100 Hz, 10 s crops
+    from the cache, two augmented 2.5 s views of one window, ViT-S with 50 ms mixed-lead tokens,
+    their optimiser."""
+
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(rate=100, crop_seconds=10.0, clip=5.0)
+    )
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(size="s", layout="mixed", patch_ms=50, n_registers=0)
+    )
+    # Their optimiser (SimCLR / BYOL scripts with bolts_config.yaml): Adam, LR 2.29e-3, 40
+    # warm-up steps (10 epochs) then cosine to 0, batch 4096, 2000 epochs = 8,000 steps of
+    # PTB-XL folds 1-8, constant weight decay 1e-6 (their SimCLR's; BYOL sets its own).
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            steps=8_000,
+            batch_size=4096,
+            lr=2.29e-3,
+            min_lr=0.0,
+            warmup_steps=40,
+            weight_decay=1e-6,
+            weight_decay_end=1e-6,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+        )
+    )
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    window_seconds: float = 2.5  # shared window both views come from; also the view length
+
+
+class TwoViewMethod(SSLMethod):
+    """Base of the two-view methods: builds ``self.encoder`` and the view pipeline
+    (:class:`bench.augment.TwoViews`); ``prepare_batch`` gives the views ``x1``, ``x2``.
+    ``self.window`` is the view length in samples (whole encoder patches)."""
+
+    Config: ClassVar[type[MethodConfig]] = TwoViewConfig
+
+    def __init__(self, cfg: TwoViewConfig):
+        super().__init__(cfg)
+        self.encoder = encoder_from_config(cfg)
+        patch = self.encoder.layout.patch_size
+        self.two_views = TwoViews(
+            cfg.augment, cfg.data.rate, cfg.window_seconds, cfg.data.crop_samples, patch
+        )
+        self.window = self.two_views.window
+
+    def prepare_batch(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``x`` ``(B, C, T)`` -> views ``x1``, ``x2`` ``(B, C, window)`` of one shared window."""
+        return self.two_views(x, generator)
 
 
 METHODS: Registry[type[SSLMethod]] = Registry(

@@ -5,4 +5,7 @@ subclass decorated with ``@register_method``, and import it here (or register it
 package through the ``ecg_bench.methods`` entry-point group).
 """
 
-from methods import byol, ecg_jepa, jepa, mae, simclr  # noqa: F401
+# The import order is the registration order: how `bench methods` lists them, and the order of
+# `--method all`.
+from methods import simclr  # noqa: F401, I001
+from methods import byol, ecg_jepa, jepa, mae  # noqa: F401

@@ -45,40 +45,23 @@ Note:
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import update_momentum
 
-from bench.augment import TwoViews, batch_statistics_only
-from bench.method import (
-    OptimConfig,
-    SSLMethod,
-    cosine,
-    decay_groups,
-    encoder_from_config,
-    register_method,
-)
-from methods.simclr import TwoViewConfig  # the same ECG views (PROTOCOL 2.5)
+from bench.augment import batch_statistics_only
+from bench.method import OptimConfig, TwoViewConfig, TwoViewMethod, cosine, register_method
 
 
 @dataclass(frozen=True)
 class BYOLConfig(TwoViewConfig):
+    # Mehari & Strodthoff's optimiser (TwoViewConfig's) with their BYOL's weight decay.
     optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(
-            steps=8_000,
-            batch_size=4096,
-            lr=2.29e-3,
-            min_lr=0.0,
-            warmup_steps=40,
-            weight_decay=1e-5,
-            weight_decay_end=1e-5,
-            betas=(0.9, 0.999),
-            eps=1e-8,
+        default_factory=lambda: replace(
+            TwoViewConfig().optim, weight_decay=1e-5, weight_decay_end=1e-5
         )
     )
     momentum: tuple[float, float] = (0.99, 1.0)  # target EMA, half-cosine start -> end
@@ -98,37 +81,26 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 @register_method
-class BYOL(SSLMethod):
+class BYOL(TwoViewMethod):
     """BYOL (Grill et al. 2020): online encoder/projector/predictor, EMA target, 2 - 2 cos."""
 
     name = "byol"
     Config = BYOLConfig
 
     def __init__(self, cfg: BYOLConfig):
-        super().__init__(cfg)
-        self.encoder = encoder_from_config(cfg)
+        super().__init__(cfg)  # the online encoder and the two-view pipeline
         self.projector = batch_statistics_only(
             BYOLProjectionHead(self.encoder.num_features, cfg.proj_hidden_dim, cfg.proj_dim)
         )
         self.predictor = batch_statistics_only(
             BYOLPredictionHead(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim)
         )
-        # The target starts as a copy of the online network and only moves by EMA.
-        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
-        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
-        self.two_views = TwoViews(
-            cfg.augment, cfg.data.rate, cfg.window_seconds, cfg.data.crop_samples,
-            self.encoder.layout.patch_size,
-        )  # fmt: skip
-        self.window = self.two_views.window
+        self.target_encoder = self.ema_target(self.encoder)
+        self.target_projector = self.ema_target(self.projector)
 
     def momentum(self, progress: float) -> float:
         """Target EMA momentum at ``progress``: half-cosine ``momentum[0]`` -> ``momentum[1]``."""
         return cosine(progress, *self.cfg.momentum)
-
-    def prepare_batch(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``x`` ``(B, C, T)`` -> views ``x1``, ``x2`` ``(B, C, window)`` of one shared window."""
-        return self.two_views(x, generator)
 
     def training_step(self, batch, progress):
         x1, x2 = batch["x1"], batch["x2"]
@@ -145,18 +117,6 @@ class BYOL(SSLMethod):
             # when healthy, 0 when collapsed).
             spread = torch.nn.functional.normalize(z1.float(), dim=1).std(dim=0).mean()
         return loss, {"momentum": self.momentum(progress), "target_z_std": spread.item()}
-
-    @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        m = self.momentum(progress)
-        update_momentum(self.encoder, self.target_encoder, m)
-        update_momentum(self.projector, self.target_projector, m)
-
-    def parameter_groups(self):
-        return decay_groups(self.encoder, self.projector, self.predictor)
-
-    def benchmark_encoder(self):
-        return self.encoder
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

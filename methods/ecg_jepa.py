@@ -70,24 +70,27 @@ Note:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightly.models.utils import update_momentum
 from torch import Tensor
 
 from bench.data.ptbxl import LEADS_8
-from bench.encoders import TokenPredictor, ecg_jepa_time_mask, sincos_1d, time_to_token_indices
+from bench.encoders import (
+    TokenPredictor,
+    ecg_jepa_time_mask,
+    lead_rows,
+    sincos_1d,
+    time_to_token_indices,
+)
 from bench.method import (
     DataConfig,
     EncoderConfig,
     MethodConfig,
     OptimConfig,
     SSLMethod,
-    decay_groups,
     encoder_from_config,
     linear,
     register_method,
@@ -108,12 +111,10 @@ class ECGJEPAConfig(MethodConfig):
             heads=16,
             layout="lead",
             patch_ms=200,
-            n_registers=0,
             qkv_bias=False,
             drop_path=0.1,
             cropa=True,
             pos_every_block=True,
-            pos_embed="sincos",
         )
     )
     optim: OptimConfig = field(
@@ -188,13 +189,12 @@ class ECGJEPA(SSLMethod):
 
     name = "ecg_jepa"
     Config = ECGJEPAConfig
+    needs_layout = "lead"  # time-column masks over every lead, a per-lead predictor
 
     def __init__(self, cfg: ECGJEPAConfig):
         super().__init__(cfg)
-        if cfg.encoder.layout != "lead":
-            raise ValueError("ECG-JEPA needs encoder.layout=lead (one token per lead and patch)")
         self.encoder = encoder_from_config(cfg)
-        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target = self.ema_target(self.encoder)
         dim = cfg.predictor_dim or self.encoder.num_features // 2
         self.predictor = LeadPredictor(
             self.encoder.num_features,
@@ -225,22 +225,18 @@ class ECGJEPA(SSLMethod):
     def targets(self, x: Tensor, mask_times: Tensor) -> Tensor:
         """Layer-normed target-encoder features at the masked columns: ``(B*L, Mt, D)`` float32,
         rows ordered batch-major then lead (the predictor's order)."""
-        b, n_leads = x.shape[:2]
         with torch.no_grad():
             self.target.eval()
             h = self.target.forward_tokens(x)  # (B, L*P, D), CroPA over the full grid
             h = F.layer_norm(h.float(), (h.shape[-1],))
-            h = h.reshape(b, n_leads, -1, h.shape[-1])[:, :, mask_times]  # (B, L, Mt, D)
-        return h.reshape(b * n_leads, mask_times.numel(), -1)
+            return lead_rows(h, x.shape[1])[:, mask_times]  # (B*L, P, D) -> (B*L, Mt, D)
 
     def training_step(self, batch, progress):
         x, keep_t, mask_t = batch["x"], batch["keep_times"], batch["mask_times"]
-        b, n_leads = x.shape[:2]
-        rows = b * n_leads
         target = self.targets(x, mask_t)  # (B*L, Mt, D)
         context = self.encoder.forward_tokens(x, idx_keep=batch["idx_keep"])  # (B, L*Kt, D)
-        # Lead-major tokens: each lead's Kt visible tokens are contiguous, so a reshape splits them.
-        context = context.reshape(rows, keep_t.numel(), -1)
+        context = lead_rows(context, x.shape[1])  # (B*L, Kt, D)
+        rows = context.shape[0]
         pred = self.predictor(
             context, keep_t.expand(rows, -1), mask_t.expand(rows, -1)
         )  # (B*L, Mt, D)
@@ -248,15 +244,9 @@ class ECGJEPA(SSLMethod):
         n_time = keep_t.numel() + mask_t.numel()
         return loss, {"mask_ratio": mask_t.numel() / n_time}
 
-    @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        update_momentum(self.encoder, self.target, linear(progress, *self.cfg.ema))
-
-    def parameter_groups(self):
-        return decay_groups(self.encoder, self.predictor)
-
-    def benchmark_encoder(self):
-        return self.encoder
+    def momentum(self, progress: float) -> float:
+        """EMA momentum: linear ``ema[0]`` -> ``ema[1]`` over training."""
+        return linear(progress, *self.cfg.ema)
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

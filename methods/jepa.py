@@ -23,13 +23,11 @@ Note:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightly.models.utils import update_momentum
 
 from bench.encoders import TokenPredictor, gather_tokens, jepa_block_mask, sincos_1d
 from bench.encoders.vit import predictor_defaults
@@ -39,7 +37,6 @@ from bench.method import (
     MethodConfig,
     OptimConfig,
     SSLMethod,
-    decay_groups,
     encoder_from_config,
     linear,
     register_method,
@@ -71,7 +68,7 @@ class JEPA(SSLMethod):
     def __init__(self, cfg: JEPAConfig):
         super().__init__(cfg)
         self.encoder = encoder_from_config(cfg)
-        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.target = self.ema_target(self.encoder)
         p = predictor_defaults(cfg.encoder.size)
         heads = cfg.encoder.heads or p["heads"]
         n_tokens = self.encoder.layout.n_tokens
@@ -100,12 +97,9 @@ class JEPA(SSLMethod):
         loss = F.l1_loss(pred.float(), target.float())
         return loss, {"keep_ratio": keep.shape[1] / (keep.shape[1] + mask.shape[1])}
 
-    @torch.no_grad()
-    def after_optimizer_step(self, progress: float) -> None:
-        update_momentum(self.encoder, self.target, linear(progress, *self.cfg.ema))
-
-    def parameter_groups(self):
-        return decay_groups(self.encoder, self.predictor)
+    def momentum(self, progress: float) -> float:
+        """EMA momentum: linear ``ema[0]`` -> ``ema[1]`` over training."""
+        return linear(progress, *self.cfg.ema)
 
     def benchmark_encoder(self):
         return self.target

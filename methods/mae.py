@@ -73,14 +73,13 @@ import torch
 from torch import Tensor
 
 from bench.data.ptbxl import LEADS_12
-from bench.encoders import TokenPredictor, gather_tokens, mae_lead_mask, sincos_1d
+from bench.encoders import TokenPredictor, gather_tokens, lead_rows, mae_lead_mask, sincos_1d
 from bench.method import (
     DataConfig,
     EncoderConfig,
     MethodConfig,
     OptimConfig,
     SSLMethod,
-    decay_groups,
     encoder_from_config,
     register_method,
 )
@@ -93,17 +92,9 @@ class MAEConfig(MethodConfig):
         default_factory=lambda: DataConfig(rate=250, leads=LEADS_12, crop_seconds=9.0, clip=5.0)
     )
     encoder: EncoderConfig = field(
+        # ViT-B with its 12 heads, qkv bias, no drop-path, no registers: EncoderConfig's defaults.
         default_factory=lambda: EncoderConfig(
-            size="b",
-            heads=None,
-            layout="lead",
-            patch_ms=300,
-            n_registers=0,
-            qkv_bias=True,
-            drop_path=0.0,
-            cropa=False,
-            pos_every_block=False,
-            pos_embed="sincos_time+lead_embed",
+            size="b", layout="lead", patch_ms=300, pos_embed="sincos_time+lead_embed"
         )
     )
     optim: OptimConfig = field(
@@ -144,11 +135,10 @@ class MAE(SSLMethod):
 
     name = "mae"
     Config = MAEConfig
+    needs_layout = "lead"  # per-lead masks and lead-wise decoding
 
     def __init__(self, cfg: MAEConfig):
         super().__init__(cfg)
-        if cfg.encoder.layout != "lead":
-            raise ValueError("the MAE method needs encoder.layout=lead (one token per lead)")
         self.encoder = encoder_from_config(cfg)
         layout = self.encoder.layout
         self.decoder = TokenPredictor(
@@ -174,14 +164,14 @@ class MAE(SSLMethod):
         in the order of ``idx_mask``."""
         if not self.cfg.decoder_leadwise:
             return self.decoder(latent, idx_keep, idx_mask)
-        b, n_leads = latent.shape[0], self.encoder.layout.n_leads
-        rows = b * n_leads
-        # Equal counts per lead and lead-major sorted indices: a reshape gives one lead per row.
-        ctx = latent.reshape(rows, -1, latent.shape[-1])
+        # One lead per row, positions by time: (B*L, Kp, D) context -> (B*L, Mp, patch).
+        n_leads = self.encoder.layout.n_leads
         pred = self.decoder(
-            ctx, (idx_keep % n_time).reshape(rows, -1), (idx_mask % n_time).reshape(rows, -1)
+            lead_rows(latent, n_leads),
+            lead_rows(idx_keep % n_time, n_leads),
+            lead_rows(idx_mask % n_time, n_leads),
         )
-        return pred.reshape(b, -1, pred.shape[-1])
+        return pred.reshape(latent.shape[0], -1, pred.shape[-1])
 
     def targets(self, x: Tensor, idx_mask: Tensor) -> Tensor:
         """Raw patches at ``idx_mask`` (``(B, L*Mp, patch)`` float32), per-patch normalised when
@@ -196,12 +186,6 @@ class MAE(SSLMethod):
         # Predictions exist only at masked positions: the loss cannot see a visible patch.
         loss = (pred.float() - self.targets(x, mask)).pow(2).mean()
         return loss, {"mask_ratio": mask.shape[1] / (keep.shape[1] + mask.shape[1])}
-
-    def parameter_groups(self):
-        return decay_groups(self.encoder, self.decoder)
-
-    def benchmark_encoder(self):
-        return self.encoder
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

@@ -52,56 +52,20 @@ Note:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
-from bench.augment import AugmentConfig, TwoViews, batch_statistics_only
-from bench.method import (
-    DataConfig,
-    EncoderConfig,
-    MethodConfig,
-    OptimConfig,
-    SSLMethod,
-    decay_groups,
-    encoder_from_config,
-    register_method,
-)
-
-
-@dataclass(frozen=True)
-class TwoViewConfig(MethodConfig):
-    """The ECG setting of Mehari & Strodthoff 2022 shared by SimCLR and BYOL: 100 Hz, 10 s crops
-    from the cache, two augmented 2.5 s views of one window, ViT-S with 50 ms mixed-lead tokens."""
-
-    data: DataConfig = field(
-        default_factory=lambda: DataConfig(rate=100, crop_seconds=10.0, clip=5.0)
-    )
-    encoder: EncoderConfig = field(
-        default_factory=lambda: EncoderConfig(size="s", layout="mixed", patch_ms=50, n_registers=0)
-    )
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    window_seconds: float = 2.5  # shared window both views come from; also the view length
+from bench.augment import batch_statistics_only
+from bench.method import TwoViewConfig, TwoViewMethod, register_method
 
 
 @dataclass(frozen=True)
 class SimCLRConfig(TwoViewConfig):
-    optim: OptimConfig = field(
-        default_factory=lambda: OptimConfig(
-            steps=8_000,
-            batch_size=4096,
-            lr=2.29e-3,
-            min_lr=0.0,
-            warmup_steps=40,
-            weight_decay=1e-6,
-            weight_decay_end=1e-6,
-            betas=(0.9, 0.999),
-            eps=1e-8,
-        )
-    )
+    # optim: Mehari & Strodthoff's, TwoViewConfig's default (weight decay 1e-6, their SimCLR's)
     temperature: float = 0.1
     proj_hidden_dim: int | None = None  # None: the encoder width (Chen et al.)
     proj_dim: int = 128
@@ -109,7 +73,7 @@ class SimCLRConfig(TwoViewConfig):
 
 
 @register_method
-class SimCLR(SSLMethod):
+class SimCLR(TwoViewMethod):
     """SimCLR (Chen et al. 2020) with Mehari & Strodthoff's ECG views; NT-Xent over all ranks."""
 
     name = "simclr"
@@ -117,8 +81,7 @@ class SimCLR(SSLMethod):
     gathers_across_ranks = True
 
     def __init__(self, cfg: SimCLRConfig):
-        super().__init__(cfg)
-        self.encoder = encoder_from_config(cfg)
+        super().__init__(cfg)  # the encoder and the two-view pipeline
         width = self.encoder.num_features
         self.projector = batch_statistics_only(
             SimCLRProjectionHead(
@@ -129,15 +92,6 @@ class SimCLR(SSLMethod):
             )
         )
         self.criterion = NTXentLoss(temperature=cfg.temperature, gather_distributed=True)
-        self.two_views = TwoViews(
-            cfg.augment, cfg.data.rate, cfg.window_seconds, cfg.data.crop_samples,
-            self.encoder.layout.patch_size,
-        )  # fmt: skip
-        self.window = self.two_views.window
-
-    def prepare_batch(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """``x`` ``(B, C, T)`` -> views ``x1``, ``x2`` ``(B, C, window)`` of one shared window."""
-        return self.two_views(x, generator)
 
     def training_step(self, batch, progress):
         x1, x2 = batch["x1"], batch["x2"]
@@ -151,12 +105,6 @@ class SimCLR(SSLMethod):
             loss = self.criterion(z1, z2)
             pos_cos = torch.nn.functional.cosine_similarity(z1.detach(), z2.detach()).mean()
         return loss, {"pos_cos": pos_cos.item()}
-
-    def parameter_groups(self):
-        return decay_groups(self.encoder, self.projector)
-
-    def benchmark_encoder(self):
-        return self.encoder
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

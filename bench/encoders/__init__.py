@@ -8,6 +8,7 @@ from bench.encoders.masks import (
     ecg_jepa_time_mask,
     gather_tokens,
     jepa_block_mask,
+    lead_rows,
     mae_lead_mask,
     time_to_token_indices,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "gather_tokens",
     "init_weights",
     "jepa_block_mask",
+    "lead_rows",
     "mae_lead_mask",
     "predictor_defaults",
     "resolve_attention",

@@ -33,6 +33,7 @@ __all__ = [
     "ecg_jepa_time_mask",
     "gather_tokens",
     "jepa_block_mask",
+    "lead_rows",
     "mae_lead_mask",
     "time_to_token_indices",
 ]
@@ -292,6 +293,17 @@ def time_to_token_indices(times: Tensor, n_leads: int, n_time: int) -> Tensor:
     offsets = torch.arange(n_leads, device=times.device) * n_time  # (L,)
     tokens = offsets[:, None] + times[..., None, :]  # (..., L, k)
     return tokens.flatten(-2)
+
+
+def lead_rows(tokens: Tensor, n_leads: int) -> Tensor:
+    """One lead per row: lead-major ``(B, L*K, ...)`` -> ``(B*L, K, ...)``.
+
+    For tokens (or token indices) of the ``lead`` layout with the same count ``K`` in every lead,
+    each lead's block contiguous (as :func:`mae_lead_mask` and :func:`time_to_token_indices`
+    give them), so a reshape is the split: a model run on the rows sees each lead on its own.
+    Undo with ``.reshape(B, -1, ...)``.
+    """
+    return tokens.reshape(tokens.shape[0] * n_leads, -1, *tokens.shape[2:])
 
 
 def mae_lead_mask(
