@@ -32,10 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.config import apply_overrides, config_hash, from_dict, to_dict
 from bench.data.cache import SignalCache
+from bench.data.loader import (
+    CropDataset,  # noqa: F401  (re-exported: the engine's data, where it always was)
+    EpochBatchSampler,  # noqa: F401
+    crop_loader,
+    lead_statistics,
+    training_rows,
+)
 from bench.data.transforms import lead_indices
 from bench.encoders import resolve_attention, use_attention
 from bench.errors import BenchError
@@ -48,7 +54,6 @@ from bench.method import (
     weight_decay,
 )
 from bench.paths import results_dir
-from bench.task import TRAIN_FOLDS
 
 CHECKPOINT_FORMAT = 1
 
@@ -95,162 +100,6 @@ def resolve_device(name: str) -> torch.device:
             f"device {name!r} requested but CUDA is not available", hint="use --device cpu"
         )
     return device
-
-
-# --------------------------------------------------------------------------- data
-def training_rows(cache: SignalCache, dataset, folds=TRAIN_FOLDS) -> np.ndarray:
-    """Cache rows of the records in ``folds`` (pre-training never sees folds 9 and 10)."""
-    meta = dataset.metadata
-    ids = meta.index[meta["strat_fold"].isin(folds)].to_numpy()
-    ids = ids[np.isin(ids, cache.ecg_ids)]
-    if len(ids) == 0:
-        raise BenchError(f"no cached records in folds {list(folds)} of {dataset.name}")
-    return np.sort(cache.rows(ids))
-
-
-def lead_statistics(
-    signals: np.ndarray, rows: np.ndarray, leads: list[int], chunk: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-lead mean and std over ``rows`` of a ``[N, C, T]`` array, accumulated in float64.
-
-    Returns:
-        ``(mean, std)``, each ``(len(leads),)`` float32; std floored at 1e-6.
-    """
-    total = np.zeros(len(leads))
-    total_sq = np.zeros(len(leads))
-    count = 0
-    for start in range(0, len(rows), chunk):
-        block = np.asarray(signals[rows[start : start + chunk]][:, leads], dtype=np.float64)
-        total += block.sum(axis=(0, 2))
-        total_sq += (block**2).sum(axis=(0, 2))
-        count += block.shape[0] * block.shape[2]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
-
-
-class CropDataset(Dataset):
-    """Random crops of cached records, normalised per lead and clipped.
-
-    Index ``k`` encodes ``(epoch, i) = divmod(k, n)`` so the crop offset is a pure function of
-    ``(seed, epoch, i)``, whichever worker loads it. Items are ``(C, crop)`` float32 tensors.
-    ``extra`` appends ``(cache path, rows)`` of other corpora after the main rows.
-    """
-
-    def __init__(
-        self,
-        cache_path: Path,
-        rows: np.ndarray,
-        leads: list[int],
-        crop: int,
-        mean,
-        std,
-        clip: float,
-        seed: int,
-        extra: Sequence[tuple[Path, np.ndarray]] = (),
-    ):
-        self.sources = [(Path(cache_path), np.asarray(rows))]
-        self.sources += [(Path(path), np.asarray(r)) for path, r in extra]
-        self.bounds = np.cumsum([0] + [len(r) for _, r in self.sources])
-        self.leads = leads
-        self.crop = crop
-        self.mean = np.asarray(mean, dtype=np.float32)[:, None]
-        self.std = np.asarray(std, dtype=np.float32)[:, None]
-        self.clip = clip
-        self.seed = seed
-        self._signals: list[np.ndarray | None] = [None] * len(
-            self.sources
-        )  # memmaps, opened per worker
-
-    def __len__(self) -> int:
-        return int(self.bounds[-1])
-
-    def __getitem__(self, k: int) -> torch.Tensor:
-        epoch, i = divmod(int(k), len(self))
-        source = int(np.searchsorted(self.bounds, i, side="right")) - 1
-        if self._signals[source] is None:
-            self._signals[source] = np.load(self.sources[source][0] / "signals.npy", mmap_mode="r")
-        signals, row = self._signals[source], self.sources[source][1][i - self.bounds[source]]
-        length = signals.shape[-1]
-        if self.crop > length:
-            raise BenchError(f"crop of {self.crop} samples is longer than the records ({length})")
-        offset = int(
-            np.random.default_rng([self.seed, epoch, i]).integers(0, length - self.crop + 1)
-        )
-        x = np.asarray(signals[row, self.leads, offset : offset + self.crop], dtype=np.float32)
-        x = (x - self.mean) / self.std
-        if self.clip > 0:
-            np.clip(x, -self.clip, self.clip, out=x)
-        return torch.from_numpy(x)
-
-
-class EpochBatchSampler(Sampler[list[int]]):
-    """Batches of ``epoch * n + i`` indices: a fresh permutation per epoch from ``(seed, epoch)``,
-    sharded over ranks, ``drop_last``. Starts at ``start_batch`` without replaying the past."""
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        rank: int = 0,
-        world: int = 1,
-        start_batch: int = 0,
-    ):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world, self.start_batch = rank, world, start_batch
-        self.per_epoch = (n // world) // batch_size
-        if self.per_epoch < 1:
-            raise BenchError(
-                f"batch size {batch_size} x {world} ranks exceeds the {n} training records",
-                hint="lower optim.batch_size with --set optim.batch_size=N",
-            )
-
-    def __iter__(self) -> Iterator[list[int]]:
-        batch = self.start_batch
-        while True:
-            epoch, b = divmod(batch, self.per_epoch)
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            shard = perm[self.rank :: self.world][: self.per_epoch * self.batch_size]
-            for j in range(b, self.per_epoch):
-                yield (
-                    epoch * self.n + shard[j * self.batch_size : (j + 1) * self.batch_size]
-                ).tolist()
-                batch += 1
-
-
-def crop_loader(
-    cache: SignalCache,
-    rows: np.ndarray,
-    leads: list[int],
-    mean: np.ndarray,
-    std: np.ndarray,
-    cfg: MethodConfig,
-    micro_batch: int,
-    workers: int,
-    device: torch.device,
-    *,
-    rank: int = 0,
-    world: int = 1,
-    start_batch: int = 0,
-    extra: Sequence[SignalCache] = (),
-) -> DataLoader:
-    """The engine's loader of normalised random crops: ``(micro_batch, C, crop)`` float32
-    batches forever, ``workers`` processes with 4 batches prefetched each, pinned memory when
-    feeding a GPU."""
-    data = CropDataset(
-        cache.path, rows, leads, cfg.data.crop_samples, mean, std, cfg.data.clip, cfg.seed,
-        extra=[(other.path, np.arange(other.signals.shape[0])) for other in extra],
-    )  # fmt: skip
-    sampler = EpochBatchSampler(len(data), micro_batch, cfg.seed, rank, world, start_batch)
-    return DataLoader(
-        data,
-        batch_sampler=sampler,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-    )
 
 
 # --------------------------------------------------------------------------- config
@@ -372,6 +221,11 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def _data_fingerprint(cache: SignalCache, extra: Sequence[SignalCache]) -> str:
+    """What the run reads: the cache's fingerprint, then each extra corpus's."""
+    return cache.fingerprint + "".join(f"+{other.fingerprint}" for other in extra)
+
+
 def pretrain(
     method: str,
     cfg: MethodConfig,
@@ -415,10 +269,10 @@ def pretrain(
         return _pretrain(*args, **kwargs)
     from filelock import FileLock
 
-    fingerprint = cache.fingerprint + "".join(f"+{other.fingerprint}" for other in extra)
     root = Path(runs_root or results_dir() / "pretrain")
     root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{run_id(method, cfg, engine, fingerprint)}.lock")):
+    name = run_id(method, cfg, engine, _data_fingerprint(cache, extra))
+    with FileLock(str(root / f".{name}.lock")):
         return _pretrain(*args, **kwargs)
 
 
@@ -436,191 +290,216 @@ def _pretrain(
     on_step: Callable[[int, SSLMethod], None] | None,
     extra: Sequence[SignalCache],
 ) -> PretrainResult:
-    """:func:`pretrain` without the lock."""
-    from tqdm import tqdm
-
+    """:func:`pretrain` without the lock: set up, build, resume, loop, finish."""
     from bench.tracking import start_run
 
-    if cache.rate != cfg.data.rate:
-        raise BenchError(f"cache is at {cache.rate} Hz but the config asks for {cfg.data.rate} Hz")
-    rank, world = _distributed()
-    device = resolve_device(engine.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    for other in extra:
-        if other.rate != cfg.data.rate:
-            raise BenchError(
-                f"extra corpus cache {other.path} is at {other.rate} Hz, not {cfg.data.rate} Hz"
-            )
-    data_fingerprint = cache.fingerprint + "".join(f"+{other.fingerprint}" for other in extra)
-    run_name = run_id(method, cfg, engine, data_fingerprint)
-    run_dir = Path(runs_root or results_dir() / "pretrain") / run_name
-    ckpt_path, final_path = run_dir / "checkpoint.pt", run_dir / "final.pt"
-    if final_path.is_file() and not force:
-        done = load_checkpoint(final_path)
-        steps = int(done["step"])
-        seconds = float(done.get("train_seconds", 0.0))
-        return PretrainResult(
-            run_dir, final_path, steps, list(done["losses"]),
-            steps * cfg.optim.batch_size / max(seconds, 1e-9), 0.0, steps,
-            reused=True, train_seconds=seconds,
-        )  # fmt: skip
-
-    rows = training_rows(cache, dataset)
-    leads = lead_indices(cfg.data.leads)
-    mean, std = lead_statistics(cache.signals, rows, leads)
-
-    torch.manual_seed(cfg.seed)
-    model = build_method(cfg, method).to(device)
-    use_attention(model, resolve_attention(engine.attention, device, engine.precision))
-    opt = make_optimizer(model, cfg.optim)
-    start_step, losses, prior_seconds = 0, [], 0.0
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        if state["run"] != run_name:
-            raise BenchError(f"{ckpt_path} belongs to run {state['run']}, not {run_name}")
-        model.load_state_dict(state["model"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        start_step, losses = int(state["step"]), list(state["losses"])
-        prior_seconds = float(state.get("train_seconds", 0.0))
-    elif not resume and run_dir.exists() and rank == 0:
-        shutil.rmtree(run_dir)  # a fresh start must not mix with an older attempt
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(
-            json.dumps(
-                {
-                    "method": method,
-                    "config": to_dict(cfg),
-                    "engine": dataclasses.asdict(engine),
-                    "dataset": dataset.name,
-                    "data_fingerprint": data_fingerprint,
-                    "extra_corpora": [other.manifest["dataset_root"] for other in extra],
-                },
-                indent=1,
-            )
-        )
-
-    wrapped: torch.nn.Module = model
-    if world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if engine.compile:
-        wrapped = torch.compile(wrapped)
-
-    o = cfg.optim
-    per_rank = o.batch_size // world
-    if per_rank * world != o.batch_size:
-        raise BenchError(f"batch size {o.batch_size} is not divisible by {world} ranks")
-    micro = per_rank // o.grad_accum
-    if micro * o.grad_accum != per_rank:
-        raise BenchError(f"per-rank batch {per_rank} is not divisible by grad_accum {o.grad_accum}")
-    loader = crop_loader(
-        cache, rows, leads, mean, std, cfg, micro, engine.workers, device,
-        rank=rank, world=world, start_batch=start_step * o.grad_accum, extra=extra,
-    )  # fmt: skip
-    batches = iter(loader)
-
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "run": run_name,
-        "method": method,
-        "config": to_dict(cfg),
-        "norm_mean": torch.from_numpy(mean),
-        "norm_std": torch.from_numpy(std),
-        "dataset": dataset.name,
-        "data_fingerprint": data_fingerprint,
-        "precision": engine.precision,
-        "precision_reason": engine.precision_reason,
-    }
-    end = o.steps if stop_after is None else min(o.steps, stop_after)
-    started, samples, wait = time.perf_counter(), 0, 0.0
+    run = _Run(method, cfg, dataset, cache, engine, extra, runs_root)
+    if run.final.is_file() and not force:
+        return run.reused()
+    run.build()
+    run.resume(resume)
+    batches = run.feed()
+    end = cfg.optim.steps if stop_after is None else min(cfg.optim.steps, stop_after)
+    started = time.perf_counter()
     with start_run(
-        run_name,
-        enabled=engine.mlflow and rank == 0,
+        run.name,
+        enabled=engine.mlflow and run.rank == 0,
         uri=engine.tracking_uri,
         tags={"kind": "pretrain", "method": method, "dataset": dataset.name},
     ) as tracker:
-        if start_step == 0:
-            tracker.log_params(
-                {
-                    "method": method,
-                    "config": to_dict(cfg),
-                    "engine": dataclasses.asdict(engine),
-                    "dataset": dataset.name,
-                }
+        if run.start_step == 0:
+            tracker.log_params(run.params())
+        samples = run.loop(batches, end, started, tracker, on_step)
+        wall = time.perf_counter() - started
+        if run.rank == 0 and end == cfg.optim.steps:
+            run.finish(end, wall, tracker)
+    if run.world > 1:
+        dist.barrier()
+    return PretrainResult(
+        run.dir, run.final, end, run.losses, samples / max(wall, 1e-9), wall, run.start_step,
+        train_seconds=run.prior_seconds + wall,
+    )  # fmt: skip
+
+
+class _Run:
+    """One pre-training run, step by step, for :func:`_pretrain`.
+
+    ``__init__`` sets up (rank, device, run directory); :meth:`build` reads the training rows
+    and their statistics and makes the model and the optimiser; :meth:`resume` continues from
+    the latest checkpoint (or clears an older attempt) and writes ``config.json``; :meth:`feed`
+    wraps the model (DDP, compile) and starts this rank's loader at the resumed step;
+    :meth:`loop` trains; :meth:`finish` writes ``final.pt`` and the loss history.
+    """
+
+    def __init__(self, method, cfg, dataset, cache, engine, extra, runs_root) -> None:
+        if cache.rate != cfg.data.rate:
+            raise BenchError(
+                f"cache is at {cache.rate} Hz but the config asks for {cfg.data.rate} Hz"
             )
+        self.method, self.cfg, self.dataset, self.cache = method, cfg, dataset, cache
+        self.engine, self.extra = engine, extra
+        self.rank, self.world = _distributed()
+        self.device = resolve_device(engine.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        for other in extra:
+            if other.rate != cfg.data.rate:
+                raise BenchError(
+                    f"extra corpus cache {other.path} is at {other.rate} Hz, not {cfg.data.rate} Hz"
+                )
+        self.data_fingerprint = _data_fingerprint(cache, extra)
+        self.name = run_id(method, cfg, engine, self.data_fingerprint)
+        self.dir = Path(runs_root or results_dir() / "pretrain") / self.name
+        self.checkpoint, self.final = self.dir / "checkpoint.pt", self.dir / "final.pt"
+        self.start_step, self.losses, self.prior_seconds = 0, [], 0.0
+
+    def reused(self) -> PretrainResult:
+        """The finished run (training is deterministic: it would be reproduced exactly)."""
+        done = load_checkpoint(self.final)
+        steps = int(done["step"])
+        seconds = float(done.get("train_seconds", 0.0))
+        return PretrainResult(
+            self.dir, self.final, steps, list(done["losses"]),
+            steps * self.cfg.optim.batch_size / max(seconds, 1e-9), 0.0, steps,
+            reused=True, train_seconds=seconds,
+        )  # fmt: skip
+
+    def build(self) -> None:
+        """Training rows and per-lead statistics; the model, seeded, and its optimiser."""
+        self.rows = training_rows(self.cache, self.dataset)
+        self.leads = lead_indices(self.cfg.data.leads)
+        self.mean, self.std = lead_statistics(self.cache.signals, self.rows, self.leads)
+        torch.manual_seed(self.cfg.seed)
+        self.model = build_method(self.cfg, self.method).to(self.device)
+        e = self.engine
+        use_attention(self.model, resolve_attention(e.attention, self.device, e.precision))
+        self.opt = make_optimizer(self.model, self.cfg.optim)
+
+    def resume(self, resume: bool) -> None:
+        """Weights, optimiser state, losses and seconds of ``checkpoint.pt`` with ``resume``;
+        otherwise a fresh directory. Rank 0 writes ``config.json``."""
+        if resume and self.checkpoint.is_file():
+            state = load_checkpoint(self.checkpoint)
+            if state["run"] != self.name:
+                raise BenchError(
+                    f"{self.checkpoint} belongs to run {state['run']}, not {self.name}"
+                )
+            self.model.load_state_dict(state["model"], strict=True)
+            self.opt.load_state_dict(state["optimizer"])
+            self.start_step, self.losses = int(state["step"]), list(state["losses"])
+            self.prior_seconds = float(state.get("train_seconds", 0.0))
+        elif not resume and self.dir.exists() and self.rank == 0:
+            shutil.rmtree(self.dir)  # a fresh start must not mix with an older attempt
+        if self.rank == 0:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            config = {
+                **self.params(),
+                "data_fingerprint": self.data_fingerprint,
+                "extra_corpora": [other.manifest["dataset_root"] for other in self.extra],
+            }
+            (self.dir / "config.json").write_text(json.dumps(config, indent=1))
+
+    def params(self) -> dict[str, Any]:
+        """What the run is: method, config, engine, dataset (``config.json``, MLflow)."""
+        return {
+            "method": self.method,
+            "config": to_dict(self.cfg),
+            "engine": dataclasses.asdict(self.engine),
+            "dataset": self.dataset.name,
+        }
+
+    def feed(self) -> Iterator[torch.Tensor]:
+        """Wrap the model for this rank (after resuming: DDP broadcasts rank 0's weights) and
+        start its loader at the resumed step: ``(micro_batch, C, crop)`` batches."""
+        self.wrapped: torch.nn.Module = self.model
+        if self.world > 1:
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if self.engine.compile:
+            self.wrapped = torch.compile(self.wrapped)
+        o = self.cfg.optim
+        per_rank = o.batch_size // self.world
+        if per_rank * self.world != o.batch_size:
+            raise BenchError(f"batch size {o.batch_size} is not divisible by {self.world} ranks")
+        micro = per_rank // o.grad_accum
+        if micro * o.grad_accum != per_rank:
+            raise BenchError(
+                f"per-rank batch {per_rank} is not divisible by grad_accum {o.grad_accum}"
+            )
+        return iter(crop_loader(
+            self.cache, self.rows, self.leads, self.mean, self.std, self.cfg, micro,
+            self.engine.workers, self.device, rank=self.rank, world=self.world,
+            start_batch=self.start_step * o.grad_accum, extra=self.extra,
+        ))  # fmt: skip
+
+    def loop(self, batches, end: int, started: float, tracker, on_step) -> int:
+        """Steps ``start_step`` to ``end``; rank 0 shows progress, logs every ``log_every`` steps
+        and checkpoints every ``checkpoint_every`` and at ``end``. Returns the samples seen."""
+        from tqdm import tqdm
+
+        cfg, engine, o = self.cfg, self.engine, self.cfg.optim
         bar = tqdm(
-            range(start_step, end),
-            initial=start_step,
-            total=o.steps,
-            desc=f"pretrain {method}",
-            disable=not engine.progress or rank != 0,
+            range(self.start_step, end), initial=self.start_step, total=o.steps,
+            desc=f"pretrain {self.method}", disable=not engine.progress or self.rank != 0,
             unit="step",
-        )
-        model.train()
+        )  # fmt: skip
+        samples, wait = 0, 0.0
+        self.model.train()
         for step in bar:
             step_loss, logs, waited = train_step(
-                model, wrapped, opt, batches, step, cfg, engine.precision, device, rank
-            )
+                self.model, self.wrapped, self.opt, batches, step, cfg, engine.precision,
+                self.device, self.rank,
+            )  # fmt: skip
             wait += waited
-            losses.append(step_loss)
+            self.losses.append(step_loss)
             samples += o.batch_size
             done = step + 1
             if on_step is not None:
-                on_step(done, model)
-            if rank == 0:
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{step_loss:.4f}", samples_s=f"{samples / elapsed:.0f}")
-                if done % engine.log_every == 0 or done == end:
-                    tracker.log_metrics(
-                        {
-                            "loss": step_loss,
-                            "lr": learning_rate(o, step),
-                            "samples_per_s": samples / elapsed,
-                            "data_wait_fraction": wait / elapsed,
-                            **logs,
-                        },
-                        step=done,
-                    )
-                if done % engine.checkpoint_every == 0 or done == end:
-                    save_checkpoint(
-                        ckpt_path,
-                        {
-                            **meta,
-                            "model": model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "step": done,
-                            "losses": losses,
-                            "train_seconds": prior_seconds + elapsed,
-                        },
-                    )
+                on_step(done, self.model)
+            if self.rank != 0:
+                continue
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{step_loss:.4f}", samples_s=f"{samples / elapsed:.0f}")
+            if done % engine.log_every == 0 or done == end:
+                rates = {"samples_per_s": samples / elapsed, "data_wait_fraction": wait / elapsed}
+                metrics = {"loss": step_loss, "lr": learning_rate(o, step), **rates, **logs}
+                tracker.log_metrics(metrics, step=done)
+            if done % engine.checkpoint_every == 0 or done == end:
+                self.save(self.checkpoint, done, self.prior_seconds + elapsed, optimizer=True)
         bar.close()
-        wall = time.perf_counter() - started
-        if rank == 0 and end == o.steps:
-            save_checkpoint(
-                final_path,
-                {
-                    **meta,
-                    "model": model.state_dict(),
-                    "step": end,
-                    "losses": losses,
-                    "train_seconds": prior_seconds + wall,
-                },
-            )
-            with open(run_dir / "history.jsonl", "w") as f:
-                for i, value in enumerate(losses):
-                    f.write(json.dumps({"step": i + 1, "loss": value}) + "\n")
-            tracker.log_metrics({"wall_seconds": wall})
-            tracker.log_artifact(final_path, "checkpoint")
-    if world > 1:
-        dist.barrier()
-    return PretrainResult(
-        run_dir, final_path, end, losses, samples / max(wall, 1e-9), wall, start_step,
-        train_seconds=prior_seconds + wall,
-    )  # fmt: skip
+        return samples
+
+    def finish(self, end: int, wall: float, tracker) -> None:
+        """``final.pt`` (weights only), ``history.jsonl`` and the MLflow artifact (rank 0);
+        ``wall``: seconds of this attempt."""
+        self.save(self.final, end, self.prior_seconds + wall, optimizer=False)
+        with open(self.dir / "history.jsonl", "w") as f:
+            for i, value in enumerate(self.losses):
+                f.write(json.dumps({"step": i + 1, "loss": value}) + "\n")
+        tracker.log_metrics({"wall_seconds": wall})
+        tracker.log_artifact(self.final, "checkpoint")
+
+    def save(self, path: Path, step: int, train_seconds: float, optimizer: bool) -> None:
+        """A checkpoint: weights (and the optimiser state to resume from) with what they are."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "run": self.name,
+            "method": self.method,
+            "config": to_dict(self.cfg),
+            "norm_mean": torch.from_numpy(self.mean),
+            "norm_std": torch.from_numpy(self.std),
+            "dataset": self.dataset.name,
+            "data_fingerprint": self.data_fingerprint,
+            "precision": self.engine.precision,
+            "precision_reason": self.engine.precision_reason,
+            "model": self.model.state_dict(),
+        }
+        if optimizer:
+            state["optimizer"] = self.opt.state_dict()
+        save_checkpoint(path, {**state, "step": step, "losses": self.losses,
+                               "train_seconds": train_seconds})  # fmt: skip
 
 
 def make_optimizer(model: SSLMethod, o: OptimConfig) -> torch.optim.Optimizer:
