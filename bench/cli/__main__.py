@@ -1,0 +1,5 @@
+"""``python -m bench.cli`` is the ``bench`` command too."""
+
+from bench.cli import main
+
+main()
