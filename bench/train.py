@@ -4,7 +4,7 @@ Design choices that make runs trustworthy:
 
 * **Deterministic and resumable by construction.** Every random draw is a function of
   ``(seed, step)`` or ``(seed, epoch, record)``: the data order and crop offsets
-  (:class:`EpochBatchSampler`, :class:`CropDataset`), the masks and augmentations (a generator
+  (:mod:`bench.data.loader`), the masks and augmentations (a generator
   seeded per step and rank) and dropout / drop-path (the global RNG re-seeded per step). A run
   resumed from a checkpoint therefore continues exactly as if it had never stopped.
 * **Atomic checkpoints** (temporary file + ``os.replace``), loaded with ``weights_only=True`` and

@@ -133,10 +133,8 @@ def tune_protocol(
     def objective(trial) -> float:
         overrides = protocol_space(protocol, trial)
         cfg = apply_overrides(base, overrides)
-        with tracking(f"{name}/trial-{trial.number}") if tracking else _null() as tracker:
-            if tracker is not None:
-                tracker.log_params({"trial": trial.number, **overrides})
 
+        def fit(tracker):
             def report(epoch: int, logs: dict[str, float]) -> None:
                 if tracker is not None:
                     tracker.log_metrics(logs, step=epoch)
@@ -144,11 +142,9 @@ def tune_protocol(
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
-            fit = evaluator.fit(td, protocol, seed, eval_cfg=cfg, on_epoch=report)
-            if tracker is not None:
-                tracker.log_metrics({"objective_val_macro_auroc": fit.val_macro_auroc})
-        echo(f"trial {trial.number}: val macro AUROC {fit.val_macro_auroc:.4f} {overrides}")
-        return fit.val_macro_auroc
+            return evaluator.fit(td, protocol, seed, eval_cfg=cfg, on_epoch=report)
+
+        return _tracked_trial(f"{name}/trial-{trial.number}", trial, overrides, fit, tracking, echo)
 
     return _run_missing_trials(study, objective, trials)
 
@@ -181,18 +177,29 @@ def tune_pretraining(
         overrides = cls.search_space(trial)
         items = [f"{k}={_text(v)}" for k, v in overrides.items()]
         trial.set_user_attr("overrides", items)  # --set items (search params may be derived)
-        with tracking(f"{name}/trial-{trial.number}") if tracking else _null() as tracker:
-            if tracker is not None:
-                tracker.log_params({"trial": trial.number, **overrides})
+
+        def fit(tracker):
             evaluator = make_evaluator(items)
-            fit = evaluator.fit(td, "linear", seed)
+            result = evaluator.fit(td, "linear", seed)
             trial.set_user_attr("run_id", evaluator.subject.run_id)
-            if tracker is not None:
-                tracker.log_metrics({"objective_val_macro_auroc": fit.val_macro_auroc})
-        echo(f"trial {trial.number}: val macro AUROC {fit.val_macro_auroc:.4f} {overrides}")
-        return fit.val_macro_auroc
+            return result
+
+        return _tracked_trial(f"{name}/trial-{trial.number}", trial, overrides, fit, tracking, echo)
 
     return _run_missing_trials(study, objective, trials)
+
+
+def _tracked_trial(run_name: str, trial, overrides: dict, fit, tracking, echo) -> float:
+    """One trial's objective: ``fit(tracker)`` inside the trial's tracked run (its overrides
+    and the objective logged there), one line echoed; the validation macro AUROC."""
+    with tracking(run_name) if tracking else _null() as tracker:
+        if tracker is not None:
+            tracker.log_params({"trial": trial.number, **overrides})
+        result = fit(tracker)
+        if tracker is not None:
+            tracker.log_metrics({"objective_val_macro_auroc": result.val_macro_auroc})
+    echo(f"trial {trial.number}: val macro AUROC {result.val_macro_auroc:.4f} {overrides}")
+    return result.val_macro_auroc
 
 
 def tuned_eval_config(

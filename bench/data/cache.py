@@ -77,13 +77,19 @@ def source_fingerprint(dataset: PTBXL, source_rate: int) -> str:
     h = hashlib.sha256(f"format={CACHE_FORMAT};source_rate={source_rate}".encode())
     for name in ("ptbxl_database.csv", "scp_statements.csv"):
         h.update((dataset.root / name).read_bytes())
-    for f in dataset.record_files(dataset.metadata.index, source_rate):
+    hash_file_stats(h, dataset.record_files(dataset.metadata.index, source_rate), dataset.root)
+    return h.hexdigest()
+
+
+def hash_file_stats(h, files, root: Path) -> None:
+    """Feed ``h`` each file's path under ``root``, size and mtime (``name:missing`` if absent):
+    a file that changes changes the fingerprint, without reading its bytes."""
+    for f in files:
         try:
             st = f.stat()
-            h.update(f"{f.relative_to(dataset.root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+            h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
         except FileNotFoundError:
             h.update(f"{f.name}:missing;".encode())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

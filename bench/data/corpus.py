@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.atomic import remove_dead_temporaries
-from bench.data.cache import CACHE_FORMAT, SignalCache
+from bench.data.cache import CACHE_FORMAT, SignalCache, hash_file_stats
 from bench.data.ptbxl import LEADS_12, RECORD_SECONDS
 from bench.data.transforms import resample
 from bench.errors import DataError
@@ -119,13 +119,7 @@ def _planned_segments(
 
 def corpus_fingerprint(root: Path, headers: list[Path], rate: int) -> str:
     h = hashlib.sha256(f"corpus;format={CACHE_FORMAT};rate={rate}".encode())
-    for hea in headers:
-        for f in (hea, hea.with_suffix(".dat")):
-            try:
-                st = f.stat()
-                h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
-            except FileNotFoundError:
-                h.update(f"{f.name}:missing;".encode())
+    hash_file_stats(h, (f for hea in headers for f in (hea, hea.with_suffix(".dat"))), root)
     return h.hexdigest()
 
 
