@@ -4,9 +4,9 @@ Design choices that make runs trustworthy:
 
 * **Deterministic and resumable by construction.** Every random draw is a function of
   ``(seed, step)`` or ``(seed, epoch, record)``: the data order and crop offsets
-  (:mod:`bench.data.loader`), the masks and augmentations (a generator
-  seeded per step and rank) and dropout / drop-path (the global RNG re-seeded per step). A run
-  resumed from a checkpoint therefore continues exactly as if it had never stopped.
+  (:mod:`bench.data.loader`), the masks and augmentations (a generator seeded per step and
+  rank) and dropout / drop-path (the global RNG re-seeded per step). A run resumed from a
+  checkpoint therefore continues exactly as if it had never stopped.
 * **Atomic checkpoints** (temporary file + ``os.replace``), loaded with ``weights_only=True`` and
   strict keys; the resolved config, normalisation statistics and data fingerprint travel with
   the weights.
