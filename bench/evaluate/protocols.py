@@ -419,6 +419,29 @@ class _Validation:
         return validation_auroc(self.y, logits, self.aggregation)
 
 
+@dataclass(frozen=True)
+class WindowedFit:
+    """What the protocols that train on raw crops (attentive probe, fine-tuning) share: the
+    training crop length ``window`` (samples), the validation windows (``eval_offsets``, their
+    ``aggregation`` per record, ``eval_batch_size``), device, precision, seed and the per-epoch
+    callback."""
+
+    window: int
+    eval_offsets: np.ndarray
+    aggregation: str
+    seed: int
+    device: torch.device
+    precision: str
+    eval_batch_size: int
+    on_epoch: EpochCallback | None = None
+
+    def validation(self, val: SignalSource, y_val: np.ndarray) -> _Validation:
+        return _Validation(
+            val, y_val, self.eval_offsets, self.window, self.aggregation, self.eval_batch_size,
+            self.device, self.precision,
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- attentive probe
 def fit_attentive(
     encoder: nn.Module,
@@ -427,28 +450,19 @@ def fit_attentive(
     val: SignalSource,
     y_val: np.ndarray,
     cfg: AttentiveConfig,
-    window: int,
-    eval_offsets: np.ndarray,
-    aggregation: str,
-    seed: int,
-    device: torch.device,
-    precision: str,
-    eval_batch_size: int,
-    on_epoch: EpochCallback | None = None,
+    run: WindowedFit,
 ) -> FitResult:
     """Attentive probe over the frozen encoder's tokens, fresh random crops every epoch."""
     started = time.perf_counter()
     encoder.eval().requires_grad_(False)
     heads = cfg.heads or encoder.blocks[0].attn.num_heads
-    torch.manual_seed(_seed(seed, 2))
-    head = AttentiveHead(encoder.num_features, y_train.shape[1], heads).to(device)
+    torch.manual_seed(_seed(run.seed, 2))
+    head = AttentiveHead(encoder.num_features, y_train.shape[1], heads).to(run.device)
     opt = torch.optim.AdamW(decay_groups(head), lr=cfg.lr, weight_decay=cfg.weight_decay)
     for group in opt.param_groups:
         group["weight_decay"] = cfg.weight_decay * group.pop("wd_scale")
     targets = torch.from_numpy(y_train.astype(np.float32))
-    validation = _Validation(
-        val, y_val, eval_offsets, window, aggregation, eval_batch_size, device, precision
-    )
+    validation = run.validation(val, y_val)
     stopper = EarlyStopping(cfg.patience)
 
     def tokens_then_head(x: torch.Tensor) -> torch.Tensor:
@@ -459,15 +473,15 @@ def fit_attentive(
     for epoch in range(cfg.epochs):
         head.train()
         total = 0.0
-        for index, x in _crop_batches(train, cfg.batch_size, window, seed, epoch, 2):
-            loss = _bce(tokens_then_head, x, targets[index], device, precision)
+        for index, x in _crop_batches(train, cfg.batch_size, run.window, run.seed, epoch, 2):
+            loss = _bce(tokens_then_head, x, targets[index], run.device, run.precision)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(index)
         head.eval()
         score = validation.score(tokens_then_head)
-        if stopper.end_epoch(epoch, total / len(train), score, head, on_epoch):
+        if stopper.end_epoch(epoch, total / len(train), score, head, run.on_epoch):
             break
     head.load_state_dict(stopper.best_state)
     return FitResult(
@@ -495,14 +509,7 @@ def fit_finetune(
     val: SignalSource,
     y_val: np.ndarray,
     cfg: FinetuneConfig,
-    window: int,
-    eval_offsets: np.ndarray,
-    aggregation: str,
-    seed: int,
-    device: torch.device,
-    precision: str,
-    eval_batch_size: int,
-    on_epoch: EpochCallback | None = None,
+    run: WindowedFit,
 ) -> FitResult:
     """Encoder and head end to end, starting from ``head`` (the linear probe's).
 
@@ -510,7 +517,7 @@ def fit_finetune(
     ``lr * encoder_lr_scale``; linear warm-up for ``warmup_epochs`` then cosine to 0, per step.
     """
     started = time.perf_counter()
-    model = Classifier(encoder.requires_grad_(True), copy.deepcopy(head)).to(device)
+    model = Classifier(encoder.requires_grad_(True), copy.deepcopy(head)).to(run.device)
     groups = []
     for module, scale in ((model.encoder, cfg.encoder_lr_scale), (model.head, 1.0)):
         for group in decay_groups(module):
@@ -523,9 +530,7 @@ def fit_finetune(
             )
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     targets = torch.from_numpy(y_train.astype(np.float32))
-    validation = _Validation(
-        val, y_val, eval_offsets, window, aggregation, eval_batch_size, device, precision
-    )
+    validation = run.validation(val, y_val)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps, warmup = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
     stopper, step = EarlyStopping(cfg.patience), 0
@@ -534,17 +539,17 @@ def fit_finetune(
     model.eval()
     stopper.update(-1, validation.score(model), model)
     for epoch in range(cfg.epochs):
-        torch.manual_seed(_seed(seed, epoch, 3))  # dropout / drop-path
+        torch.manual_seed(_seed(run.seed, epoch, 3))  # dropout / drop-path
         model.train()
         total = 0.0
-        for index, x in _crop_batches(train, cfg.batch_size, window, seed, epoch, 3):
+        for index, x in _crop_batches(train, cfg.batch_size, run.window, run.seed, epoch, 3):
             if step < warmup:
                 lr = cfg.lr * (step + 1) / warmup
             else:
                 lr = cosine((step - warmup) / max(total_steps - warmup, 1), cfg.lr, 0.0)
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            loss = _bce(model, x, targets[index], device, precision)
+            loss = _bce(model, x, targets[index], run.device, run.precision)
             if not torch.isfinite(loss):
                 raise BenchError(
                     f"fine-tuning diverged (loss {loss.item()}) at epoch {epoch}",
@@ -559,7 +564,7 @@ def fit_finetune(
             step += 1
         model.eval()
         score = validation.score(model)
-        if stopper.end_epoch(epoch, total / len(train), score, model, on_epoch):
+        if stopper.end_epoch(epoch, total / len(train), score, model, run.on_epoch):
             break
     model.load_state_dict(stopper.best_state)
     model.eval()

@@ -183,7 +183,7 @@ class Evaluator:
         with self.guard.fit_phase():
             train_ids, y_train = self.training_subset(td, fraction, seed)
             val_ids, y_val = td.split("val")
-            common = dict(
+            run = P.WindowedFit(
                 window=self.window, eval_offsets=self.offsets, aggregation=e.aggregation,
                 seed=seed, device=self.device, precision=self.precision,
                 eval_batch_size=e.eval_batch_size, on_epoch=on_epoch,
@@ -200,7 +200,7 @@ class Evaluator:
                 fit = P.fit_finetune(
                     self.encoder(), linear.model,
                     self.source(train_ids, "train"), y_train,
-                    self.source(val_ids, "val"), y_val, e.finetune, **common,
+                    self.source(val_ids, "val"), y_val, e.finetune, run,
                 )  # fmt: skip
                 fit.head_init = {
                     "best_epoch": linear.best_epoch,
@@ -211,7 +211,7 @@ class Evaluator:
                 return fit
             return P.fit_attentive(
                 self.frozen_encoder(), self.source(train_ids, "train"), y_train,
-                self.source(val_ids, "val"), y_val, e.attentive, **common,
+                self.source(val_ids, "val"), y_val, e.attentive, run,
             )  # fmt: skip
 
     def window_logits(self, fit: P.FitResult, protocol: str, ecg_ids: np.ndarray, split: str):
