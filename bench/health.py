@@ -51,8 +51,8 @@ LOSS_WARNINGS = {
     "flat": "the loss barely moved (fall and rise under 5 % of its level): little was learned "
     "at this budget",
     "rising": "the loss rose from the start without falling first",
-    "still falling": "the loss was still falling when the run ended: the representation was "
-    "still changing, so this budget may be too small to compare methods",
+    "still falling": "the run ended before the loss turned, while the representation was "
+    "still changing: this budget may be too small to compare methods",
 }
 
 DEFINITIONS = {
