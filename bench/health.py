@@ -332,3 +332,36 @@ def assess(health: dict | None) -> list[HealthWarning]:
 
 def _fmt(value: float) -> str:
     return f"{value:.3g}"
+
+
+def health_line(health: dict | None) -> str:
+    """One line for a terminal: the loss status, effective rank and relative spread (init ->
+    end), and the warning codes, e.g. ``loss still falling at step 200 (min 0.144 at step
+    198); effective rank 40.1 -> 12.3 of 192; relative spread 0.120 -> 0.050; WARNING: budget,
+    collapse``."""
+    if not health:
+        return "health not recorded"
+    parts = []
+    loss = health.get("loss")
+    if loss:
+        text = f"loss {loss.get('summary')}"
+        if loss.get("min") is not None:
+            text += f" (min {_fmt(loss['min'])} at step {loss['min_step']})"
+        parts.append(text)
+    end, init = health.get("features") or {}, health.get("features_init") or {}
+    for key, name, fmt in (
+        ("effective_rank", "effective rank", "{:.1f}"),
+        ("relative_spread", "relative spread", "{:.3f}"),
+    ):
+        if end.get(key) is None:
+            continue
+        value = fmt.format(end[key])
+        if init.get(key) is not None:
+            value = f"{fmt.format(init[key])} at init -> {value}"
+        parts.append(
+            f"{name} {value}" + (f" of {end.get('dim')}" if key == "effective_rank" else "")
+        )
+    codes = list(dict.fromkeys(w.code for w in assess(health)))
+    if codes:
+        parts.append("WARNING: " + ", ".join(codes))
+    return "; ".join(parts)

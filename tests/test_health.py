@@ -11,6 +11,7 @@ from bench.health import (
     assess,
     effective_rank,
     feature_health,
+    health_line,
     loss_curve_health,
     smooth,
     smoothing_window,
@@ -172,3 +173,20 @@ def test_collapse_is_flagged_against_the_init_encoder_only():
     # a reference row (no init block) and a record without health: nothing to flag
     assert not assess({"features": collapsed, "features_init": None, "loss": None})
     assert not assess(None) and not assess({})
+
+
+def test_one_line_for_the_terminal():
+    curve = (0.09 + 0.6 * np.exp(-np.arange(1, 3001) / 80))[:200]
+    health = {
+        "loss": loss_curve_health(curve),
+        "features": {"effective_rank": 12.34, "relative_spread": 0.05, "dim": 192},
+        "features_init": {"effective_rank": 40.1, "relative_spread": 0.12, "dim": 192},
+    }
+    line = health_line(health)
+    assert line.startswith("loss still falling at step 200 (min 0.142 at step 195); ")
+    assert "effective rank 40.1 at init -> 12.3 of 192" in line
+    assert "relative spread 0.120 at init -> 0.050" in line
+    assert line.endswith("WARNING: budget, collapse")
+    reference = {"loss": None, "features": health["features"], "features_init": None}
+    assert health_line(reference) == "effective rank 12.3 of 192; relative spread 0.050"
+    assert health_line(None) == "health not recorded"

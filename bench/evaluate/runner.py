@@ -226,6 +226,11 @@ class Evaluator:
         }
         return self._health
 
+    @property
+    def computed_health(self) -> dict | None:
+        """The health block if this evaluator has computed it (it has written a record)."""
+        return self._health
+
     # ------------------------------------------------------------------ fit (train + val only)
     def training_subset(self, td: TaskData, fraction: float, seed: int):
         ids, y = td.split("train")
