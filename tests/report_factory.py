@@ -2,7 +2,9 @@
 
 ``fake_record`` returns the JSON part of a record, ``fake_arrays`` predictions whose test AUROC
 is controlled (``signal`` = how strongly scores follow the labels), so table, figure, HTML and
-comparison tests can assert exact contents without training anything.
+comparison tests can assert exact contents without training anything. ``fake_health`` builds the
+``health`` block of a record (:mod:`bench.health`) from real curves and feature matrices, so the
+report shows what the evaluator would have stored.
 """
 
 from __future__ import annotations
@@ -19,6 +21,48 @@ CLASSES = {
     "rhythm": ["AFIB", "SBRAD", "SR", "STACH"],
     "all_statements": ["AFIB", "IMI", "NORM", "SR"],
 }
+
+
+def fake_loss(shape: str, steps: int = 200) -> list[float]:
+    """A pre-training loss curve: ``"falling"`` (stopped inside the initial fall), ``"turned"``
+    (JEPA's dip then a rise) or ``"plateau"`` (converged)."""
+    t = np.arange(1, steps + 1)
+    noise = 0.005 * np.random.default_rng(steps).normal(size=steps)
+    if shape == "falling":
+        curve = 0.1 + 0.6 * np.exp(-t / (steps / 2))
+    elif shape == "turned":
+        curve = 0.09 + 0.6 * np.exp(-t / (steps / 8)) + 0.3 * np.clip(t / steps - 0.4, 0, None)
+    elif shape == "plateau":
+        curve = 0.3 + 1.4 * np.exp(-t / (steps / 10))
+    else:
+        raise ValueError(shape)
+    return list(curve + noise)
+
+
+def fake_features(rank: int, offset: float = 0.0, dim: int = 32, n: int = 400) -> np.ndarray:
+    """``(n, dim)`` features varying along ``rank`` equal directions around ``offset``."""
+    rng = np.random.default_rng(rank)
+    basis = np.linalg.qr(rng.normal(size=(dim, dim)))[0][:, :rank]
+    return offset + rng.normal(size=(n, rank)) @ basis.T
+
+
+def fake_health(
+    loss: str | None = "plateau", rank: int = 20, init_rank: int | None = 16, offset: float = 0.0
+) -> dict:
+    """A health block as :meth:`bench.evaluate.runner.Evaluator.health` stores it: ``loss``
+    a :func:`fake_loss` shape (None: a reference row), features of ``rank`` directions at the
+    end and ``init_rank`` at init (None: a reference row, its encoder is at init)."""
+    from bench.health import HEALTH_VERSION, feature_health, loss_curve_health
+
+    return {
+        "version": HEALTH_VERSION,
+        "loss": loss_curve_health(fake_loss(loss)) if loss else None,
+        "features": feature_health(fake_features(rank, offset)),
+        "features_init": feature_health(fake_features(init_rank)) if init_rank else None,
+        "sample": {"folds": "train (1-8)", "records": 400, "of_records": 400,
+                   "crops_per_record": 1, "window_samples": 250, "precision": "bf16"},
+        "seconds": 0.5,
+    }  # fmt: skip
 
 
 def fake_record(
@@ -38,8 +82,10 @@ def fake_record(
     train_seconds: float = 600.0,
     steps: int = 1000,
     batch_size: int = 64,
+    health: dict | None = None,
 ) -> dict:
-    """One complete record dict (the fields readers use), per-label AUROC around ``auroc``."""
+    """One complete record dict (the fields readers use), per-label AUROC around ``auroc``;
+    ``health`` goes in as is (None: a record written before health signals existed)."""
     kind = kind or {"random": "reference", "supervised": "reference"}.get(method, "ssl")
     run_id = run_id or f"{method}-{encoder}-" + hashlib.sha256(method.encode()).hexdigest()[:10]
     classes = CLASSES[task]
@@ -70,6 +116,7 @@ def fake_record(
         "dataset": {"name": dataset, "synthetic": synthetic, "fingerprint": "f" * 64, "rate": 100},
         "config": {"method": {"seed": 0}, "eval_hash": eval_hash, "method_hash": "a" * 16},
         "pretrain": pretrain,
+        **({"health": health} if health is not None else {}),
         "classes": classes,
         "selection": {
             "metric": "val_macro_auroc",

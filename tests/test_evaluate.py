@@ -175,6 +175,61 @@ def test_evaluate_writes_a_complete_record_and_skips_it_the_second_time(syntheti
     assert not fresh and again_record["created"] == record["created"]
 
 
+def test_records_carry_the_subjects_health(synthetic):
+    """An SSL subject whose encoder collapsed (its final LayerNorm maps every token to the same
+    vector) after a loss curve that was still falling: the record's health block shows both
+    against the encoder at init, from training-fold crops only; a reference row gets the
+    feature part alone."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from bench.config import to_dict
+    from bench.evaluate.subjects import pretrained_subject
+    from bench.health import assess
+    from bench.train import build_method, resolve_config
+
+    dataset, cache = synthetic
+    cfg = resolve_config("jepa", "smoke")
+    torch.manual_seed(cfg.seed)
+    model = build_method(cfg, "jepa")
+    model.benchmark_encoder().norm.weight.data.zero_()
+    n_leads = len(cfg.data.leads)
+    state = {
+        "method": "jepa", "config": to_dict(cfg), "model": model.state_dict(), "step": 200,
+        "losses": list(0.1 + 0.6 * np.exp(-np.arange(1, 201) / 120)),
+        "norm_mean": torch.zeros(n_leads), "norm_std": torch.ones(n_leads),
+    }  # fmt: skip
+    result = SimpleNamespace(
+        run_dir=Path("jepa-tiny-health0001"), final_checkpoint=Path("final.pt"), reused=False
+    )
+    subject = pretrained_subject("jepa", result, state)
+    ev = Evaluator(
+        subject, dataset, cache, resolve_eval_config("smoke"), torch.device("cpu"), "fp32"
+    )
+    td = TASKS.get("superdiagnostic").build(dataset)
+    record, fresh = ev.evaluate(td, "linear", seed=0)
+    assert fresh
+    health = record["health"]
+    assert health["loss"]["status"] == "still falling" and health["loss"]["steps"] == 200
+    end, init = health["features"], health["features_init"]
+    assert end["spread"] == 0.0 and end["effective_rank"] == 0.0  # every input: one vector
+    assert init["spread"] > 0 and init["effective_rank"] > 1  # the same encoder at init varies
+    assert end["dim"] == init["dim"] == subject.encoder().num_features
+    assert [w.code for w in assess(health)] == ["budget", "collapse", "collapse"]
+    # one crop of every training record (folds 1-8 only), the same crops at init and end
+    meta = dataset.metadata
+    n_train = int(meta["strat_fold"].between(1, 8).sum())
+    assert health["sample"]["records"] == n_train == end["n_samples"] == init["n_samples"]
+    # computed once: the next record carries the same block
+    other, _ = ev.evaluate(TASKS.get("form").build(dataset), "linear", seed=0)
+    assert other["health"] == health
+
+    reference = _evaluator(synthetic, "random")
+    ref_health = reference.evaluate(td, "linear", seed=0)[0]["health"]
+    assert ref_health["loss"] is None and ref_health["features_init"] is None
+    assert ref_health["features"]["effective_rank"] > 1 and not assess(ref_health)
+
+
 def test_same_seed_same_metrics_other_seed_differs(synthetic):
     ev = _evaluator(synthetic, "random")
     td = TASKS.get("rhythm").build(ev.dataset)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_factory import CLASSES, REAL, SYNTHETIC, fake_record
+from report_factory import CLASSES, REAL, SYNTHETIC, fake_health, fake_record
 
 from bench.report.figures import Figure
 from bench.report.html import render_html
@@ -40,6 +40,16 @@ WINNER = ("simclr", "rhythm", "linear")  # the one column where jepa is not the 
 # (measured, published) rows per (protocol, label fraction). Published: linear has ECG-JEPA,
 # ST-MEM, SimCLR and BYOL; finetune the 9 rows of published.py with one of our four tasks.
 EXPECTED_ROWS = {("linear", "1"): (5, 4), ("finetune", "1"): (4, 9), ("linear", "0.1"): (1, 0)}
+# Pre-training health per method: jepa stopped while its loss was still falling (a budget
+# warning), mae's features collapsed against init, simclr's loss turned and its rank grew, the
+# random reference is at init; the tuned jepa run's records predate health (not recorded).
+HEALTH = {
+    "jepa": {"loss": "falling", "rank": 20, "init_rank": 16},
+    "mae": {"loss": "plateau", "rank": 4, "init_rank": 16},
+    "simclr": {"loss": "turned", "rank": 20, "init_rank": 16},
+    "random": {"loss": None, "rank": 16, "init_rank": None},
+}
+WARNED = {"jepa": "budget", "mae": "collapse"}
 
 
 def auroc(method: str, task: str, protocol: str, seed: int) -> float:
@@ -51,8 +61,9 @@ def auroc(method: str, task: str, protocol: str, seed: int) -> float:
 
 def make_records(dataset: str) -> list[dict]:
     """4 methods x 4 tasks x 2 protocols x 2 seeds, a second jepa run and a low-label table."""
+    health = {m: fake_health(**h) for m, h in HEALTH.items()}
     records = [
-        fake_record(m, t, p, auroc(m, t, p, s), seed=s, dataset=dataset)
+        fake_record(m, t, p, auroc(m, t, p, s), seed=s, dataset=dataset, health=health[m])
         for m in METHODS
         for t in TASKS
         for p in PROTOCOLS
@@ -68,8 +79,10 @@ def make_records(dataset: str) -> list[dict]:
         for s in SEEDS
     ]  # fmt: skip
     records += [
-        fake_record("jepa", t, "linear", 0.75, label_fraction=0.1, dataset=dataset) for t in TASKS
-    ]
+        fake_record("jepa", t, "linear", 0.75, label_fraction=0.1, dataset=dataset,
+                    health=health["jepa"])
+        for t in TASKS
+    ]  # fmt: skip
     for r in records:
         if r["task"] == "rhythm":  # no STACH in the test fold: excluded everywhere
             r["metrics"]["test"]["per_label_auroc"]["STACH"] = None
@@ -224,7 +237,8 @@ def test_tables_have_measured_then_published_rows(real):
     assert len(dom.find_all("table", "leaderboard")) == len(EXPECTED_ROWS)
     for (protocol, fraction), (measured, published) in EXPECTED_ROWS.items():
         table = board(dom, protocol, fraction)
-        assert [c.text() for c in cells(table.find("thead").find("tr"))] == ["method", *TASKS]
+        head = [c.text() for c in cells(table.find("thead").find("tr"))]
+        assert head == ["method", *TASKS, "pre-training health"]
         assert len(table.find_all("tr", "measured")) == measured
         rows = table.find_all("tr", "published")
         assert len(rows) == published
@@ -370,7 +384,7 @@ def test_provenance_of_every_measured_row(real):
     assert len(rows) == len({(r["run_id"], r["protocol"]) for r in records})
     ids = {r.attrs["id"] for r in rows}
     for row in dom.find_all("tr", "measured"):  # every measured row links to its provenance
-        assert row.find("a").attrs["href"].lstrip("#") in ids
+        assert cells(row)[0].find("a").attrs["href"].lstrip("#") in ids
     tuned = provenance.find("tr", data_run_id=TUNED_RUN)
     text = tuned.text()
     for expected in ("fedcba9876543210", "a" * 16, "c" * 7, "f" * 12, REAL, "cpu", "bf16"):
@@ -386,6 +400,116 @@ def test_provenance_of_every_measured_row(real):
     )
     assert dirty.find("span", "dirty").text() == "dirty"
     assert not tuned.find_all("span", "dirty")
+
+
+def test_every_measured_row_shows_its_runs_health(real):
+    page, records, _ = real
+    dom = parse(page)
+    for table in dom.find_all("table", "leaderboard"):
+        for row in table.find_all("tr", "measured"):
+            cell = cells(row)[-1]
+            assert "health" in cell.classes
+            method, run = row.attrs["data-method"], row.attrs["data-run-id"]
+            if run == TUNED_RUN:  # written before health existed
+                assert "none" in cell.classes and cell.text() == "–"
+                assert cell.attrs["title"].startswith("not recorded")
+                continue
+            warned = method in WARNED
+            assert ("warn" in cell.classes) == warned, method
+            assert len(cell.find_all("span", "health-warning")) == warned, method
+            status = cell.find("span", "loss-status").text()
+            assert status == {"jepa": "still falling", "mae": "plateau", "simclr": "turned",
+                              "random": "at init"}[method]  # fmt: skip
+            assert (
+                cell.find("span", "rank")
+                .text()
+                .startswith(
+                    {
+                        "jepa": "rank 19.",
+                        "mae": "rank 4.0/32",
+                        "simclr": "rank 19.",
+                        "random": "rank 15.",
+                    }[method]  # fmt: skip
+                )
+            )
+            # the collapsed run's rank is marked as fallen below init, no other
+            assert bool(cell.find("span", "rank").find_all("span", "down")) == (method == "mae")
+            title = cell.attrs["title"]
+            assert f"Pre-training health of {run}" in title and "Effective rank" in title
+            if method == "jepa":
+                assert "still falling at step 200" in title and "(init 15." in title
+                assert "budget may be too small" in title
+            if method == "mae":
+                assert "effective rank fell from" in title
+            if method == "random":
+                assert "reference row" in title and "(init" not in title
+            target = cell.find("a").attrs["href"].lstrip("#")
+            assert dom.find("tr", id=target).attrs["data-run-id"] == run
+    # published context rows get an empty health cell, so every row has the same width
+    for row in board(dom, "linear", "1").find_all("tr", "published"):
+        assert len(cells(row)) == len(TASKS) + 2 and "health" in cells(row)[-1].classes
+
+
+def test_health_section_lists_every_run_with_numbers_and_definitions(real):
+    page, records, _ = real
+    dom = parse(page)
+    assert dom.find("nav").find("a", href="#health").text() == "Pre-training health"
+    section = dom.find("section", id="health")
+    rows = section.find("table", "health-table").find("tbody").find_all("tr")
+    runs = [r.attrs["data-run-id"] for r in rows]
+    assert sorted(runs) == sorted({r["run_id"] for r in records})
+    assert runs[-1] == next(r["run_id"] for r in records if r["method"] == "random")  # refs last
+    by_run = {r.attrs["data-run-id"]: r for r in rows}
+    for method, code in WARNED.items():
+        run = next(r["run_id"] for r in records if r["method"] == method)
+        assert by_run[run].attrs.get("class") == "warn"
+        assert by_run[run].find_all("li", code)
+    mae = next(r for r in records if r["method"] == "mae")
+    rank_cell = cells(by_run[mae["run_id"]])[2]
+    end, init = mae["health"]["features"], mae["health"]["features_init"]
+    expected = f"{init['effective_rank']:.1f} → {end['effective_rank']:.1f} ↓ (32)"
+    assert rank_cell.text() == expected and rank_cell.find_all("span", "collapsed")
+    assert "not recorded" in by_run[TUNED_RUN].text()
+    simclr = next(r["run_id"] for r in records if r["method"] == "simclr")
+    assert "turned at step" in cells(by_run[simclr])[1].text()
+    assert by_run[simclr].find_all("span", "muted")[-1].text() == "none"  # no warning
+    terms = [n.text() for n in section.find_all("dt")]
+    assert terms == ["Loss curve", "Spread and relative spread", "Effective rank", "Collapse"]
+    assert "Roy & Vetterli" in section.find("dl", "definitions").text()
+
+
+def test_pages_of_records_without_health_are_unchanged(real):
+    """Old records (no health key) still render: no health column, section or link."""
+    old = make_records(REAL)
+    for r in old:
+        r.pop("health", None)
+    dom = parse(render(old, []))
+    assert not dom.find_all("section", id="health") and not dom.find_all("td", "health")
+    assert not dom.find_all("a", href="#health")
+    head = [c.text() for c in cells(board(dom, "linear", "1").find("thead").find("tr"))]
+    assert head == ["method", *TASKS]
+
+
+def test_two_protocol_configs_of_one_run_link_to_that_runs_provenance_and_health():
+    """Rows labelled "<run id>@<eval hash>" (one run, two protocol configs) still link to the
+    run's provenance and health rows, which are keyed by the pre-training run."""
+    health = fake_health("turned")
+    records = [
+        fake_record("jepa", "superdiagnostic", "linear", v, eval_hash=h * 16, dataset=REAL,
+                    health=health)
+        for v, h in ((0.80, "1"), (0.90, "2"))
+    ]  # fmt: skip
+    dom = parse(render(records, []))
+    rows = board(dom, "linear", "1").find_all("tr", "measured")
+    assert sorted(r.attrs["data-run-id"] for r in rows) == [
+        f"{records[0]['run_id']}@11111111",
+        f"{records[0]['run_id']}@22222222",
+    ]
+    for row in rows:
+        provenance = dom.find("tr", id=cells(row)[0].find("a").attrs["href"].lstrip("#"))
+        assert provenance.attrs["data-run-id"] == records[0]["run_id"]
+        target = cells(row)[-1].find("a").attrs["href"].lstrip("#")
+        assert dom.find("tr", id=target).attrs["data-run-id"] == records[0]["run_id"]
 
 
 # --- the page in headless Chromium ---------------------------------------------------------
@@ -492,6 +616,31 @@ def test_browser_opens_a_drilldown(browser):
     assert details.get_attribute("open") is not None and inner.is_visible()
     assert inner.locator("tbody tr").count() == len(CLASSES["rhythm"])
     assert details.locator('li[data-label="STACH"]').is_visible()
+
+
+def test_browser_shows_the_health_cells_and_their_warnings(browser):
+    page, _, _ = browser
+    table = page.locator('table.leaderboard[data-protocol="linear"][data-label-fraction="1"]')
+    for method in METHODS:
+        cell = table.locator(f'tr.measured[data-method="{method}"] td.health').first
+        assert cell.is_visible(), method
+        box = cell.bounding_box()
+        assert box["width"] > 60 and box["height"] > 10
+        marker = cell.locator("span.health-warning")
+        assert marker.count() == (method in WARNED)
+        if method in WARNED:
+            assert marker.is_visible()
+            # the marker stands out: its colour is not the cell's text colour
+            colours = marker.evaluate(
+                "el => [getComputedStyle(el).color, getComputedStyle(el.closest('td')).color]"
+            )
+            assert colours[0] != colours[1]
+    # the cell links to the run's row in the health section, which the browser scrolls to
+    table.locator('tr.measured[data-method="mae"] td.health a').click()
+    target = page.locator("table.health-table tr:target")
+    assert target.count() == 1 and target.is_visible()
+    assert "fell from" in target.inner_text()
+    assert page.locator("section#health dl.definitions").is_visible()
 
 
 def test_browser_synthetic_page_warns(browser, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from report_factory import REAL, SYNTHETIC, fake_arrays, fake_record, write_fake
+from report_factory import REAL, SYNTHETIC, fake_arrays, fake_health, fake_record, write_fake
 
 from bench.cli import cli
 from bench.report.build import write_report
@@ -115,3 +115,35 @@ def test_two_protocol_configs_of_one_run_are_two_rows_not_two_seeds():
     ]
     text = markdown(table.reset_index(drop=True))
     assert f"| jepa (xs) `{default['run_id']}@22222222` | **0.900(20)** |" in text
+
+
+def test_health_columns_and_markdown_table_per_run():
+    """Health is per pre-training run: every row of a run gets its columns, from the newest
+    record that has them; records without health (older ones) show as not recorded."""
+    falling = fake_health("falling", rank=4, init_rank=16)
+    records = _records(REAL)
+    for r in records:
+        if r["method"] == "jepa":
+            r["health"] = falling
+    records[0]["created"] = "2026-11-01T00:00:00.000+00:00"  # an older record, other health
+    records[0]["health"] = fake_health("turned")
+    table = leaderboard_frame(records).reset_index(drop=True)
+    jepa, random = table[table.method == "jepa"], table[table.method == "random"]
+    assert set(jepa.loss_status) == {"still falling"} and jepa.health_recorded.all()
+    assert set(jepa.health_warnings) == {"budget;collapse"}
+    assert jepa.effective_rank.iloc[0] == pytest.approx(falling["features"]["effective_rank"])
+    assert not random.health_recorded.any() and random.effective_rank.isna().all()
+    text = markdown(table, published_frame())
+    assert text.index("† Published") < text.index("## Pre-training health")
+    health = text.split("## Pre-training health")[1]
+    rows = [line for line in health.splitlines() if line.startswith("| ")]
+    end, init = falling["features"]["effective_rank"], falling["features_init"]["effective_rank"]
+    assert rows[1].startswith("| jepa (xs) | still falling at step 200 | ")
+    assert f"| {init:.1f} → {end:.1f} (32) |" in rows[1] and rows[1].endswith(
+        "| ⚠ budget, collapse |"
+    )
+    assert rows[2] == "| random (xs) | not recorded | | | | |"
+    # the csv carries the same columns; without any health the markdown has no such section
+    frame = csv_frame(table, published_frame())
+    assert frame[~frame.published].health_warnings.fillna("").str.contains("collapse").sum() == 3
+    assert "Pre-training health" not in markdown(leaderboard_frame(_records(REAL)))

@@ -60,6 +60,13 @@ def test_smoke_run_end_to_end_with_mlflow(small_synthetic, tmp_path):
         for p in ("linear", "finetune")
     }
     assert all(r["dataset"]["synthetic"] and r["pretrain"]["steps"] == 3 for r in records)
+    # pre-training health: 3 steps are too short to judge, said in every record and once on
+    # the terminal; the features at the end and at init come from the same training crops
+    health = records[0]["health"]
+    assert all(r["health"] == health for r in records)
+    assert health["loss"]["status"] == "too short" and health["loss"]["steps"] == 3
+    assert health["features"]["n_samples"] == health["features_init"]["n_samples"] > 0
+    assert out.stderr.count("jepa pre-training health: loss too short") == 1
     # --precision auto: resolved once, printed once, stored in every record and MLflow run
     from bench.precision import resolve_precision
 

@@ -145,6 +145,10 @@ def run_benchmark(
                             fresh_count += fresh
                             records.append(record)
                             echo(_line(record, fresh))
+            if evaluator.computed_health is not None:  # said once per subject, when computed
+                from bench.health import health_line
+
+                echo(f"{name} pre-training health: {health_line(evaluator.computed_health)}")
         written = write_report(store.records())
         parent.log_metrics({"records": len(records), "new_records": fresh_count})
         for directory in written:

@@ -7,6 +7,10 @@ For one (subject, task, protocol, label fraction, seed) :meth:`Evaluator.evaluat
    model on the validation split; while fitting, asking for fold 10 raises (:class:`FoldGuard`);
 3. **tests** the selected model on fold 10 (macro AUROC / AP, per-label values, bootstrap CI);
 4. writes the record JSON + predictions ``.npz`` atomically, and logs a nested MLflow run.
+
+Every record also carries the subject's **health** block (:meth:`Evaluator.health`, computed
+once per evaluator from the training folds only): the pre-training loss curve's shape and the
+spread / effective rank of the frozen encoder's features, at the end and at init.
 """
 
 from __future__ import annotations
@@ -34,9 +38,15 @@ from bench.evaluate.metrics import (
 )
 from bench.evaluate.signals import SignalSource, window_length, window_offsets
 from bench.evaluate.subjects import Subject
+from bench.health import HEALTH_VERSION, feature_health
 from bench.paths import results_dir
 from bench.results import RecordExists, RecordKey, RecordStore, environment, now_iso
 from bench.task import TaskData
+
+# Feature health uses one crop per training record, at most this many records (evenly spaced
+# over the sorted ecg_ids): the effective rank of a D <= 768 feature needs N >> D samples, and
+# the encoder at init has to encode the same crops once more.
+HEALTH_MAX_RECORDS = 2048
 
 
 class FoldLeak(BenchError):
@@ -109,6 +119,7 @@ class Evaluator:
         )
         self._frozen: torch.nn.Module | None = None
         self._features: P.FeatureStore | None = None
+        self._health: dict | None = None
 
     # ------------------------------------------------------------------ data access
     def source(self, ecg_ids: np.ndarray, split: str) -> SignalSource:
@@ -154,6 +165,71 @@ class Evaluator:
                 e.linear.train_crops, e.eval_batch_size, self.device, self.precision,
             )  # fmt: skip
         return self._features.features(group, ecg_ids)
+
+    # ------------------------------------------------------------------ health (train only)
+    def health(self) -> dict:
+        """The subject's health block, computed once (it goes into every record it writes).
+
+        * ``loss``: :func:`bench.health.loss_curve_health` of the pre-training losses (None for
+          reference rows);
+        * ``features``: :func:`bench.health.feature_health` of the frozen benchmarked encoder's
+          pooled features, one fixed random crop (the evaluation window length) per training
+          record (folds 1-8; never 9 or 10), at most :data:`HEALTH_MAX_RECORDS` records evenly
+          spaced over the sorted ``ecg_id``s;
+        * ``features_init``: the same for the encoder at the weights pre-training started from,
+          on the same crops (None for reference rows, whose encoder is at init already);
+        * ``sample``: which crops; ``seconds``: the time it took.
+
+        One crop per record (not the K cached crops of the linear probe, and not their mean):
+        the samples are distinct records, as many as the records, and the init encoder encodes
+        exactly the same inputs.
+        """
+        if self._health is not None:
+            return self._health
+        started = time.perf_counter()
+        source = self._group_source("train")
+        count = min(len(source), HEALTH_MAX_RECORDS)  # spacing >= 1: distinct positions
+        ids = source.ecg_ids[np.linspace(0, len(source) - 1, count).round().astype(int)]
+        sample = self.source(ids, "train")
+        # Same crop rule as the probe's cached crops (a function of the ecg_id): the first one.
+        offsets = P.train_crop_offsets(ids, sample.length, self.window, 1)
+        e = self.eval_cfg
+
+        def pooled(encoder: torch.nn.Module) -> np.ndarray:
+            feats = P.encode(
+                encoder, sample, offsets, self.window, e.eval_batch_size, self.device,
+                self.precision,
+            )  # fmt: skip
+            return feats[:, 0]
+
+        end = feature_health(pooled(self.frozen_encoder())) if len(ids) else None
+        init = None
+        if self.subject.make_init_encoder is not None and len(ids):
+            encoder = self.subject.make_init_encoder()
+            use_attention(encoder, resolve_attention("auto", self.device, self.precision))
+            init = feature_health(pooled(encoder.to(self.device).eval().requires_grad_(False)))
+            del encoder
+        self._health = {
+            "version": HEALTH_VERSION,
+            "loss": self.subject.loss_health,
+            "features": end,
+            "features_init": init,
+            "sample": {
+                "folds": "train (1-8)",
+                "records": len(ids),
+                "of_records": len(source),
+                "crops_per_record": 1,
+                "window_samples": self.window,
+                "precision": self.precision,
+            },
+            "seconds": time.perf_counter() - started,
+        }
+        return self._health
+
+    @property
+    def computed_health(self) -> dict | None:
+        """The health block if this evaluator has computed it (it has written a record)."""
+        return self._health
 
     # ------------------------------------------------------------------ fit (train + val only)
     def training_subset(self, td: TaskData, fraction: float, seed: int):
@@ -273,6 +349,7 @@ class Evaluator:
         key = self.record_key(td, protocol, seed, fraction, e)
         if self.store.exists(key):
             return self.store.read(key), False
+        self.health()  # once per evaluator, outside this record's timings (it has its own)
         started = time.perf_counter()
         name = f"{key.run_id}/{key.task}/{protocol}/frac{fraction:g}-seed{seed}"
         with tracking(name) if tracking else contextlib.nullcontext(None) as tracker:
@@ -362,6 +439,7 @@ class Evaluator:
                 "eval_hash": eval_hash(e, protocol),
             },
             "pretrain": s.pretrain,
+            "health": self.health(),
             "window": {
                 "samples": self.window,
                 "seconds": self.window / self.rate,

@@ -93,6 +93,11 @@ class Subject:
         norm_mean, norm_std: per-lead statistics of the training folds, ``(C,)``.
         pretrain: provenance of the pre-training (steps, time, loss, checkpoint) or None.
         eval_overrides: ``--eval-set`` items the row imposes (recorded in the eval hash).
+        loss_health: :func:`bench.health.loss_curve_health` of the pre-training losses, or None
+            (reference rows, subjects built without a loss curve).
+        make_init_encoder: the benchmarked encoder at the weights pre-training started from
+            (the baseline of the collapse check), or None when :meth:`encoder` is already at
+            its initial weights (reference rows).
     """
 
     name: str
@@ -105,6 +110,8 @@ class Subject:
     pretrain: dict[str, Any] | None
     make_encoder: Callable[[], nn.Module]
     eval_overrides: dict[str, Any] = field(default_factory=dict)
+    loss_health: dict[str, Any] | None = None
+    make_init_encoder: Callable[[], nn.Module] | None = None
 
     @property
     def leads(self) -> list[int]:
@@ -144,6 +151,7 @@ def pretrained_subject(name: str, result, state: dict[str, Any]) -> Subject:
     """A subject from a finished pre-training run (``result``: :class:`bench.train.PretrainResult`,
     ``state``: its loaded final checkpoint)."""
     from bench.config import from_dict
+    from bench.health import loss_curve_health
     from bench.train import build_method
 
     cls = METHODS.get(name)
@@ -151,6 +159,14 @@ def pretrained_subject(name: str, result, state: dict[str, Any]) -> Subject:
     encoder = build_method(state).benchmark_encoder()
     losses = list(state["losses"])
     tenth = max(1, len(losses) // 10)
+
+    def make_init() -> nn.Module:
+        """The benchmarked encoder as pre-training built it at step 0 (the engine seeds torch
+        with ``cfg.seed`` and builds the method from its config); the global RNG is left as is."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            return build_method(cfg, name).benchmark_encoder()
+
     return Subject(
         name=name,
         run_id=result.run_dir.name,
@@ -171,4 +187,6 @@ def pretrained_subject(name: str, result, state: dict[str, Any]) -> Subject:
             "reused": bool(result.reused),
         },
         make_encoder=lambda: copy.deepcopy(encoder),
+        loss_health=loss_curve_health(losses),
+        make_init_encoder=make_init,
     )

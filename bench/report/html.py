@@ -4,11 +4,17 @@ The page holds the tables of :func:`bench.report.tables.markdown` (one per proto
 fraction, sortable by clicking a column header, the best measured value of each task marked),
 published numbers as context rows (real data only, never ranked), the figures embedded as base64
 data URIs, a per-label AUROC drill-down per task and the provenance of every measured row.
+When the records carry pre-training health (:mod:`bench.health`), every measured row ends with a
+health cell (loss status, effective rank, relative spread; a warning marker for a budget that
+ended before the loss turned or a collapse against init; the numbers in its tooltip) linking to
+a "Pre-training health" section with every number and the definitions.
 Every text taken from records, figures or published rows goes through :func:`html.escape`.
 
 Stable hooks for tests and styling: ``table.leaderboard[data-protocol][data-label-fraction]``
-with ``tr.measured`` / ``tr.published`` rows and ``td.best`` cells, ``#synthetic-warning``,
-``figure.plot img``, ``details.drilldown[data-task]`` and ``table.provenance tr[data-run-id]``.
+with ``tr.measured`` / ``tr.published`` rows and ``td.best`` cells, ``td.health`` (``.warn``,
+``.none``) with ``span.health-warning``, ``#synthetic-warning``, ``figure.plot img``,
+``details.drilldown[data-task]``, ``table.health-table tr[data-run-id]`` and
+``table.provenance tr[data-run-id]``.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from bench.health import COLLAPSE_RATIO, DEFINITIONS, assess
 from bench.report.figures import Figure
 from bench.report.page_assets import CSS, JS
-from bench.report.tables import PROTOCOL_ORDER, ordered_tasks
+from bench.report.tables import PROTOCOL_ORDER, ordered_tasks, run_health
 
 PROTOCOL_NAMES = {
     "linear": "linear probe",
@@ -52,10 +59,12 @@ def render_html(
     dataset = _dataset_name(table, records)
     records = [r for r in records if r["dataset"]["name"] == dataset]
     synthetic = _is_synthetic(table, records)
+    health = run_health(records)
     body = [
-        _header(dataset, synthetic, table, records),
+        _header(dataset, synthetic, table, records, bool(health)),
         "<main>",
-        _leaderboards(table, published, synthetic),
+        _leaderboards(table, published, synthetic, health),
+        _health_section(table, health) if health else "",
         _figures(figures),
         _drilldowns(records),
         _provenance(records),
@@ -129,7 +138,9 @@ def _protocol_rank(protocol: str) -> int:
 # header
 
 
-def _header(dataset: str, synthetic: bool, table: pd.DataFrame, records: list[dict]) -> str:
+def _header(
+    dataset: str, synthetic: bool, table: pd.DataFrame, records: list[dict], health: bool
+) -> str:
     fingerprints = sorted({str(r["dataset"].get("fingerprint") or "")[:12] for r in records} - {""})
     created = sorted(str(r.get("created", ""))[:10] for r in records if r.get("created"))
     facts = [
@@ -154,7 +165,9 @@ def _header(dataset: str, synthetic: bool, table: pd.DataFrame, records: list[di
         '<p class="kicker">ECG self-supervised learning benchmark</p>\n'
         f'<h1>Leaderboard: <span class="dataset-name">{_e(dataset)}</span></h1>\n'
         f'<p class="facts">{" &middot; ".join(facts)}</p>\n'
-        '<nav><a href="#leaderboard">Leaderboard</a><a href="#figures">Figures</a>'
+        '<nav><a href="#leaderboard">Leaderboard</a>'
+        + ('<a href="#health">Pre-training health</a>' if health else "")
+        + '<a href="#figures">Figures</a>'
         '<a href="#per-label">Per-label AUROC</a><a href="#provenance">Provenance</a></nav>\n'
         f"</div>\n</header>\n{banner}"
     )
@@ -164,14 +177,25 @@ def _header(dataset: str, synthetic: bool, table: pd.DataFrame, records: list[di
 # leaderboard tables
 
 
-def _leaderboards(table: pd.DataFrame, published: pd.DataFrame, synthetic: bool) -> str:
+def _leaderboards(
+    table: pd.DataFrame, published: pd.DataFrame, synthetic: bool, health: dict[str, dict]
+) -> str:
     out = [
         '<section id="leaderboard" class="card">',
         "<h2>Leaderboard</h2>",
         '<p class="legend">Test macro AUROC on fold 10, <code>point(CI)</code>: bootstrap '
         "5-95 % interval, the larger deviation in units of the last digit; <code>± sd</code> "
         'over seeds where there are several. <span class="best-key">Bold green</span>: the '
-        "best measured value of the task. Click a column header to sort.</p>",
+        "best measured value of the task. Click a column header to sort."
+        + (
+            " <em>pre-training health</em>: the loss curve's status, the effective rank (of D "
+            'dimensions) and relative spread of the frozen features; <span class="health-warning">'
+            "⚠</span> marks a run that ended before its loss turned or whose features collapsed "
+            'against init (<a href="#health">details and definitions</a>).'
+            if health
+            else ""
+        )
+        + "</p>",
     ]
     if synthetic:
         out.append(
@@ -189,14 +213,21 @@ def _leaderboards(table: pd.DataFrame, published: pd.DataFrame, synthetic: bool)
         context = pd.DataFrame()
         if not synthetic and float(fraction) == 1.0 and not published.empty:
             context = published[published["protocol"] == protocol]
-        out.append(_board(str(protocol), float(fraction), part, context))
+        out.append(_board(str(protocol), float(fraction), part, context, health))
     out.append("</section>")
     return "\n".join(out)
 
 
-def _board(protocol: str, fraction: float, part: pd.DataFrame, published: pd.DataFrame) -> str:
-    """One table: the measured rows (best value per task marked), then published context rows
-    in a tbody of their own, so sorting never mixes them into the measured ones."""
+def _board(
+    protocol: str,
+    fraction: float,
+    part: pd.DataFrame,
+    published: pd.DataFrame,
+    health: dict[str, dict] | None = None,
+) -> str:
+    """One table: the measured rows (best value per task marked; a last health column when any
+    run of the page has health), then published context rows in a tbody of their own, so
+    sorting never mixes them into the measured ones."""
     tasks = ordered_tasks(part["task"])
     best = part.groupby("task")["test_macro_auroc"].max()
     table_id = _anchor("lb", protocol, _fraction(fraction))
@@ -204,6 +235,12 @@ def _board(protocol: str, fraction: float, part: pd.DataFrame, published: pd.Dat
         f'<th class="num sortable" data-col="{i}" data-type="num" scope="col">{_e(t)}</th>'
         for i, t in enumerate(tasks, start=1)
     )
+    if health:
+        head += (
+            '<th class="health" scope="col" title="the pre-training run behind the row: loss '
+            'curve, effective rank and relative spread of its frozen features">'
+            "pre-training health</th>"
+        )
     rows = []
     runs_per_subject = part.groupby(["method", "encoder"])["run_id"].nunique()
     for (method, encoder, run_id), group in part.groupby(["method", "encoder", "run_id"]):
@@ -213,18 +250,23 @@ def _board(protocol: str, fraction: float, part: pd.DataFrame, published: pd.Dat
             cells.append(_measured_cell(hit.iloc[0] if len(hit) else None, best.get(task)))
         label = _subject(method, encoder, run_id, runs_per_subject[(method, encoder)] > 1)
         kind = str(group["kind"].iloc[0])
-        prov = _anchor("prov", run_id, protocol)
+        # the pre-training run (a row label may add "@<eval hash>"): provenance and health
+        source = str(group["source_run_id"].iloc[0]) if "source_run_id" in group else run_id
+        prov = _anchor("prov", source, protocol)
+        if health:
+            cells.append(_health_cell(health.get(source), kind, source))
         rows.append(
             f'<tr class="measured" data-run-id="{_e(run_id)}" data-method="{_e(method)}">'
             f'<th scope="row" data-value="{_e(method)} {_e(encoder)} {_e(run_id)}">'
             f'<a href="#{prov}" title="run {_e(run_id)}: provenance">{label}</a>'
             f"{_badges(kind)}</th>{''.join(cells)}</tr>"
         )
-    context, notes = _published_rows(published, tasks, table_id)
+    context, notes = _published_rows(published, tasks, table_id, bool(health))
     body = f'<tbody class="measured-rows sortable-body">{"".join(rows)}</tbody>'
     if context:
         body += (
-            f'<tbody class="published-head"><tr><th colspan="{len(tasks) + 1}">Published results, '
+            f'<tbody class="published-head"><tr><th colspan="{len(tasks) + 1 + bool(health)}">'
+            "Published results, "
             "not re-measured: different sampling rates, windows, backbones and PTB-XL "
             "versions, so they are context and never ranked</th></tr></tbody>"
             f'<tbody class="published-rows sortable-body">{"".join(context)}</tbody>'
@@ -261,7 +303,7 @@ def _measured_cell(row, best) -> str:
     return f'<td class="num" data-value="{_num(value)}" title="{_e(tip)}">{text}</td>'
 
 
-def _published_rows(published: pd.DataFrame, tasks: list[str], table_id: str):
+def _published_rows(published: pd.DataFrame, tasks: list[str], table_id: str, health_column: bool):
     """Context rows for the tasks of one table and their numbered source notes."""
     if published.empty:
         return [], ""
@@ -276,7 +318,7 @@ def _published_rows(published: pd.DataFrame, tasks: list[str], table_id: str):
             if t in values and _finite(values[t])
             else '<td class="num empty" data-value=""></td>'
             for t in tasks
-        )
+        ) + ('<td class="health none" data-value=""></td>' if health_column else "")
         tip = f"published, not re-measured: {source}" + (f"; {note}" if note else "")
         rows.append(
             f'<tr class="published" title="{_e(tip)}"><th scope="row" data-value="{_e(label)}">'
@@ -288,6 +330,191 @@ def _published_rows(published: pd.DataFrame, tasks: list[str], table_id: str):
         for (source, note), n in sources.items()
     )
     return rows, (f'<ol class="footnotes">{notes}</ol>' if notes else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# pre-training health
+
+_NOT_RECORDED = (
+    "not recorded: the records of this run were written before health signals existed; "
+    "evaluating the run again (any new task, protocol or seed) records them"
+)
+
+
+def _collapsed(health: dict, key: str) -> bool:
+    end = (health.get("features") or {}).get(key)
+    init = (health.get("features_init") or {}).get(key)
+    return end is not None and init is not None and init > 0 and end < COLLAPSE_RATIO * init
+
+
+def _health_cell(health: dict | None, kind: str, run_id: str) -> str:
+    """The compact health of a row's run: loss status, effective rank / D, relative spread, a
+    warning marker, and every number in the tooltip; links to the run's health row."""
+    if not health:
+        return f'<td class="health none" data-value="" title="{_e(_NOT_RECORDED)}">–</td>'
+    warnings = assess(health)
+    loss, end = health.get("loss") or {}, health.get("features") or {}
+    parts = []
+    if loss:
+        status = str(loss.get("status"))
+        parts.append(
+            f'<span class="loss-status status-{_e(status.replace(" ", "-"))}">{_e(status)}</span>'
+        )
+    elif kind != "ssl":
+        parts.append('<span class="loss-status status-init">at init</span>')
+    rank, relative = end.get("effective_rank"), end.get("relative_spread")
+    down = '<span class="down" title="below init">↓</span>'
+    if rank is not None:
+        arrow = down if _collapsed(health, "effective_rank") else ""
+        parts.append(f'<span class="metric rank">rank {rank:.1f}/{end.get("dim")}{arrow}</span>')
+    if relative is not None:
+        arrow = down if _collapsed(health, "relative_spread") else ""
+        parts.append(f'<span class="metric spread">spread {relative:.2f}{arrow}</span>')
+    marker = (
+        '<span class="health-warning" role="img" aria-label="warning">⚠</span> ' if warnings else ""
+    )
+    return (
+        f'<td class="health{" warn" if warnings else ""}" data-value="{len(warnings)}" '
+        f'title="{_e(_health_tooltip(health, warnings, run_id))}">'
+        f'<a href="#{_anchor("health", run_id)}">{marker}{" ".join(parts)}</a></td>'
+    )
+
+
+def _health_tooltip(health: dict, warnings: list, run_id: str) -> str:
+    loss, end = health.get("loss") or {}, health.get("features") or {}
+    init, sample = health.get("features_init") or {}, health.get("sample") or {}
+    lines = [f"Pre-training health of {run_id}"]
+    if loss and loss.get("min") is not None:
+        lines.append(
+            f"Loss: {loss['summary']}; minimum {loss['min']:.4g} at step {loss['min_step']} of "
+            f"{loss['steps']} (first {loss['first']:.4g}, final {loss['final']:.4g}, smoothed "
+            f"over {loss['window']} steps)"
+        )
+    elif loss:
+        lines.append(f"Loss: {loss.get('summary')}")
+    else:
+        lines.append("Loss: none (reference row, no pre-training)")
+    for key, name, fmt in (
+        ("effective_rank", "Effective rank", "{:.1f}"),
+        ("relative_spread", "Relative spread", "{:.3f}"),
+        ("spread", "Spread (mean std over samples)", "{:.4g}"),
+    ):
+        if end.get(key) is not None:
+            text = f"{name}: {fmt.format(end[key])}"
+            if key == "effective_rank":
+                text += f" of D = {end.get('dim')}"
+            if init.get(key) is not None:
+                text += f" (init {fmt.format(init[key])})"
+            lines.append(text)
+    if sample:
+        lines.append(
+            f"Features of {sample.get('records')} of {sample.get('of_records')} training "
+            f"records, {sample.get('crops_per_record')} crop each"
+        )
+    lines += [f"⚠ {w.message}" for w in warnings]
+    lines.append("Click for the definitions.")
+    return "\n".join(lines)
+
+
+def _health_section(table: pd.DataFrame, health: dict[str, dict]) -> str:
+    """One row per run of the page with every health number, then the definitions."""
+    source = table["source_run_id"] if "source_run_id" in table else table["run_id"]
+    runs = (
+        table.assign(source=source, reference=table["kind"] != "ssl")
+        .drop_duplicates("source")
+        .sort_values(["reference", "method", "encoder", "source"])
+    )
+    head = "".join(
+        f'<th scope="col">{h}</th>'
+        for h in (
+            "run", "loss curve", "effective rank (D)<br>init → end",
+            "relative spread<br>init → end", "spread<br>init → end", "warnings",
+        )
+    )  # fmt: skip
+    rows = []
+    for row in runs.itertuples():
+        h = health.get(row.source)
+        run = (
+            f"{_e(row.method)} ({_e(row.encoder)}){_badges(str(row.kind))}"
+            f"<br><code>{_e(row.source)}</code>"
+        )
+        anchor = _anchor("health", row.source)
+        if not h:
+            rows.append(
+                f'<tr id="{anchor}" data-run-id="{_e(row.source)}" class="none"><td>{run}</td>'
+                f'<td colspan="5" class="muted wraps">{_e(_NOT_RECORDED)}</td></tr>'
+            )
+            continue
+        warnings = assess(h)
+        loss, end = h.get("loss") or {}, h.get("features") or {}
+        init, sample = h.get("features_init") or {}, h.get("sample") or {}
+        if loss and loss.get("min") is not None:
+            curve = (
+                f"<strong>{_e(loss['summary'])}</strong><br>"
+                f'<span class="muted">minimum {loss["min"]:.4g} at step {loss["min_step"]} of '
+                f"{loss['steps']}; smoothed {loss['first']:.4g} → {loss['final']:.4g}</span>"
+            )
+        elif loss:
+            curve = f"<strong>{_e(loss.get('summary'))}</strong>"
+        else:
+            curve = '<span class="muted">reference row: encoder at init, no pre-training</span>'
+        crops = (
+            f"{sample.get('records')} of {sample.get('of_records')} training records, "
+            f"{sample.get('crops_per_record')} crop each"
+            if sample
+            else ""
+        )
+        rank = _change(
+            init.get("effective_rank"), end.get("effective_rank"), "{:.1f}",
+            _collapsed(h, "effective_rank"),
+        ) + (f" ({end['dim']})" if end else "")  # fmt: skip
+        cells = [
+            run,
+            curve,
+            f'<span title="{_e(crops)}">{rank}</span>',
+            _change(init.get("relative_spread"), end.get("relative_spread"), "{:.3f}",
+                    _collapsed(h, "relative_spread")),
+            _change(init.get("spread"), end.get("spread"), "{:.3g}", False),
+            "<ul>" + "".join(
+                f'<li class="{_e(w.code)}"><span class="health-warning">⚠</span> {_e(w.message)}</li>'
+                for w in warnings
+            ) + "</ul>" if warnings else '<span class="muted">none</span>',
+        ]  # fmt: skip
+        css = ' class="warn"' if warnings else ""
+        rows.append(
+            f'<tr id="{anchor}" data-run-id="{_e(row.source)}"{css}>'
+            + "".join(f"<td>{c}</td>" for c in cells)
+            + "</tr>"
+        )
+    definitions = "".join(
+        f"<dt>{_e(name)}</dt><dd>{_e(DEFINITIONS[key])}</dd>"
+        for key, name in (
+            ("loss", "Loss curve"),
+            ("spread", "Spread and relative spread"),
+            ("effective_rank", "Effective rank"),
+            ("collapse", "Collapse"),
+        )
+    )
+    return (
+        '<section id="health" class="card">\n<h2>Pre-training health</h2>\n'
+        '<p class="legend">Whether the budget behind a row was large enough to mean something: '
+        "the shape of the pre-training loss curve (JEPA-style losses first fall by predicting "
+        "the sample-independent part of their targets, then turn; a run that ends still "
+        "falling stopped inside that phase), and the spread and effective rank of the frozen "
+        "encoder's pooled features at the end of pre-training against the same encoder at its "
+        "initial weights, on the same training-fold crops (a collapse shows as a drop). "
+        "Reference rows show their encoder at init, the floor to compare with.</p>\n"
+        f'<div class="scroll"><table class="health-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>\n"
+        f'<dl class="definitions">{definitions}</dl>\n</section>'
+    )
+
+
+def _change(init, end, fmt: str, collapsed: bool) -> str:
+    if end is None:
+        return ""
+    text = fmt.format(end) if init is None else f"{fmt.format(init)} → {fmt.format(end)}"
+    return f'<span class="collapsed">{_e(text)} ↓</span>' if collapsed else _e(text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,6 +89,30 @@ table.provenance th, table.provenance td { white-space: nowrap; padding: 6px 8px
 table.provenance .wraps { white-space: normal; }
 table.leaderboard > thead th:first-child { width: 30%; }
 tr:target { outline: 2px solid var(--accent); }
+td.health { white-space: nowrap; font-size: 0.82em; color: var(--muted); }
+td.health a { color: inherit; }
+td.health.warn { background: #fff4e5; color: #6e3b00; }
+.health-warning { color: #d9480f; font-weight: 700; }
+.loss-status {
+  display: inline-block; padding: 0 6px; border-radius: 999px; background: #e9eef3; color: var(--fg);
+}
+.loss-status.status-still-falling, .loss-status.status-flat, .loss-status.status-rising,
+.loss-status.status-too-short { background: #ffe3c2; color: #8a3c00; }
+.loss-status.status-turned, .loss-status.status-plateau { background: #dcf3e3; color: #0f5132; }
+.metric { margin-left: 6px; }
+.down, .collapsed { color: #c92a2a; font-weight: 700; }
+table.health-table { font-size: 0.85em; }
+table.health-table td { white-space: nowrap; }
+table.health-table td:nth-child(2), table.health-table td:last-child, table.health-table td.wraps {
+  white-space: normal;
+}
+table.health-table td:nth-child(2) { min-width: 250px; }
+table.health-table td:last-child { min-width: 240px; }
+table.health-table ul { margin: 0; padding-left: 0; list-style: none; }
+table.health-table tr.warn { background: #fff8ef; }
+dl.definitions { font-size: 0.88em; color: var(--muted); margin: 14px 0 0; }
+dl.definitions dt { font-weight: 650; color: var(--fg); margin-top: 6px; }
+dl.definitions dd { margin: 2px 0 0 0; }
 footer.page { color: var(--muted); font-size: 0.85em; padding-bottom: 32px; }
 """
 

@@ -4,6 +4,12 @@ One directory per dataset under ``results/leaderboard/`` (synthetic and PTB-XL r
 mixed): ``leaderboard.csv`` (tidy, one row per method x encoder x task x protocol x label
 fraction, aggregated over seeds) and ``leaderboard.md`` (one table per protocol in the
 benchmark's ``0.925(08)`` notation, mean ± sd over seeds where there are several).
+
+Both carry each run's pre-training health (:mod:`bench.health`): flat ``loss_*``,
+``effective_rank*``, ``relative_spread*`` and ``health_warnings`` columns in the csv, and a
+"Pre-training health" table in the markdown. Health is a property of the pre-training run, so a
+row takes it from the newest record of its run that has one; records written before health
+existed have none and show as not recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.evaluate.metrics import ci_notation
+from bench.health import assess
 
 TASK_ORDER = ("superdiagnostic", "form", "rhythm", "all_statements", "diagnostic", "subdiagnostic")
 PROTOCOL_ORDER = {"linear": 0, "attentive": 1, "finetune": 2}
@@ -76,6 +83,10 @@ def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
             table.seeds, strict=True,
         )
     ]  # fmt: skip
+    table["source_run_id"] = table["run_id"]  # the pre-training run, whatever the row's label
+    health = run_health(records)
+    flat = pd.DataFrame([health_row(health.get(r)) for r in table["run_id"]], index=table.index)
+    table = pd.concat([table, flat], axis=1)
     # One pre-training run evaluated under two protocol configs (say default and --tuned) gives
     # two rows per cell: name those rows "<run id>@<eval hash>" so every table, figure and page
     # shows them apart instead of averaging them as if they were seeds.
@@ -85,6 +96,51 @@ def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
         table.loc[several, "run_id"] + "@" + table.loc[several, "eval_hash"].str[:8]
     )
     return table
+
+
+def run_health(records: list[dict]) -> dict[str, dict]:
+    """``run id -> health block`` of the newest record of each run that has one.
+
+    Every record of a run written by one evaluator carries the same block; records written
+    before health signals existed have none (their runs are absent here).
+    """
+    found: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: str(r.get("created", ""))):
+        if isinstance(record.get("health"), dict):
+            found[record["run_id"]] = record["health"]
+    return found
+
+
+def health_row(health: dict | None) -> dict:
+    """The flat csv columns of one run's health block (None / NaN where absent).
+
+    ``health_recorded``; ``loss_status``, ``loss_summary``, ``loss_min``, ``loss_min_step``,
+    ``loss_final``, ``loss_steps``; ``effective_rank``, ``relative_spread``, ``spread`` of the
+    final encoder and the same with ``_init`` for the encoder at init; ``feature_dim``; and
+    ``health_warnings``: the codes of :func:`bench.health.assess` (``budget``, ``nonfinite``,
+    ``collapse``) joined by ``;``.
+    """
+    health = health or {}
+    loss = health.get("loss") or {}
+    end, init = health.get("features") or {}, health.get("features_init") or {}
+    codes = list(dict.fromkeys(w.code for w in assess(health)))
+    return {
+        "health_recorded": bool(health),
+        "loss_status": loss.get("status"),
+        "loss_summary": loss.get("summary"),
+        "loss_min": loss.get("min"),
+        "loss_min_step": loss.get("min_step"),
+        "loss_final": loss.get("final"),
+        "loss_steps": loss.get("steps"),
+        "effective_rank": end.get("effective_rank"),
+        "effective_rank_init": init.get("effective_rank"),
+        "relative_spread": end.get("relative_spread"),
+        "relative_spread_init": init.get("relative_spread"),
+        "spread": end.get("spread"),
+        "spread_init": init.get("spread"),
+        "feature_dim": end.get("dim"),
+        "health_warnings": ";".join(codes),
+    }
 
 
 def slug(name: str) -> str:
@@ -153,7 +209,65 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
         lines += [f"- {r.label}: {r.source}" + (f" ({r.note})" if r.note else "")
                   for r in sources.itertuples()]  # fmt: skip
         lines.append("")
+    lines += health_markdown(table)
     return "\n".join(lines)
+
+
+def health_markdown(table: pd.DataFrame) -> list[str]:
+    """The "Pre-training health" table: one line per run, only when some run has health."""
+    if "health_recorded" not in table or not table["health_recorded"].any():
+        return []
+    lines = [
+        "## Pre-training health",
+        "",
+        "Loss: the smoothed pre-training loss curve (minimum and its step; *still falling* = "
+        "the run ended before the loss turned, the budget may be too small). Features: the "
+        "frozen encoder's pooled features on one crop per training record, at the end of "
+        "pre-training and at init: effective rank (of D dimensions) and relative spread "
+        "(share of the feature norm that varies across samples). ⚠ marks a budget warning or "
+        "a collapse (rank or spread under 90 % of init). Definitions: `bench/health.py`.",
+        "",
+        "| run | loss | min (step) | effective rank: init → end (D) | relative spread: "
+        "init → end | warnings |",
+        "|---|---|---|---|---|---|",
+    ]
+    runs = table.drop_duplicates("source_run_id")
+    runs = runs.assign(reference=runs["kind"] != "ssl").sort_values(
+        ["reference", "method", "encoder", "source_run_id"]
+    )  # SSL runs first, then the reference rows they are compared with
+    several = runs.groupby(["method", "encoder"])["source_run_id"].transform("nunique") > 1
+    for row, name_run in zip(runs.itertuples(), several, strict=True):
+        label = f"{row.method} ({row.encoder})" + (f" `{row.source_run_id}`" if name_run else "")
+        if not row.health_recorded:
+            lines.append(f"| {label} | not recorded | | | | |")
+            continue
+        loss = (
+            row.loss_summary
+            if isinstance(row.loss_summary, str)
+            else "reference row: no pre-training"
+        )
+        minimum = "" if _missing(row.loss_min) else f"{row.loss_min:.3g} ({row.loss_min_step:.0f})"
+        dim = "" if _missing(row.feature_dim) else f" ({row.feature_dim:.0f})"
+        rank = _init_to_end(row.effective_rank_init, row.effective_rank, "{:.1f}") + dim
+        spread = _init_to_end(row.relative_spread_init, row.relative_spread, "{:.3f}")
+        warnings = row.health_warnings.replace(";", ", ")
+        lines.append(
+            f"| {label} | {loss} | {minimum} | {rank} | {spread} | "
+            + (f"⚠ {warnings}" if warnings else "")
+            + " |"
+        )
+    lines.append("")
+    return lines
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _init_to_end(init, end, fmt: str) -> str:
+    if _missing(end):
+        return ""
+    return fmt.format(end) if _missing(init) else f"{fmt.format(init)} → {fmt.format(end)}"
 
 
 def ordered_tasks(tasks) -> list[str]:
