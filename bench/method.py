@@ -212,7 +212,10 @@ class SSLMethod(nn.Module):
 
     def training_step(
         self, batch: dict[str, torch.Tensor], progress: float
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+        """``(loss, logs)``: the scalar loss, and named numbers to log every ``log_every`` steps.
+        Give a monitored quantity as a 0-d tensor, not ``.item()``: the engine reads it when it
+        logs, so a CUDA step never waits for the device."""
         raise NotImplementedError
 
     def ema_target(self, online: nn.Module) -> nn.Module:

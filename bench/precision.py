@@ -154,11 +154,13 @@ def resolve_precision(
     return precision
 
 
-def configure_device(device: torch.device | str) -> None:
-    """Process-wide math settings for training on ``device``: on CUDA, TF32 tensor cores for
-    fp32 matmuls and convolutions (the fp32 parts of a bf16 step, and whole fp32 runs; 10-bit
-    mantissa products with fp32 accumulation, the standard for ViT training). Nothing changes
-    on a CPU."""
+def configure_device(device: torch.device | str, precision: str) -> None:
+    """Process-wide math settings for a ``precision`` run on ``device``. On CUDA, a bf16 run
+    also gets TF32 tensor cores for the matmuls and convolutions it keeps in fp32 (losses and
+    heads that leave autocast: 10-bit mantissa products, fp32 accumulation, the setting of the
+    reference JEPA code); an ``fp32`` run keeps full fp32 there, as its name promises. Nothing
+    changes on a CPU."""
     if torch.device(device).type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        tf32 = precision == "bf16"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -54,6 +55,7 @@ from bench.method import (
     weight_decay,
 )
 from bench.paths import results_dir
+from bench.precision import configure_device, resolve_precision
 
 CHECKPOINT_FORMAT = 1
 
@@ -85,8 +87,6 @@ def with_resolved_precision(engine: EngineConfig, echo=None) -> EngineConfig:
     as it is."""
     if engine.precision_reason and engine.precision != "auto":
         return engine
-    from bench.precision import resolve_precision
-
     chosen = resolve_precision(engine.precision, resolve_device(engine.device), echo)
     return dataclasses.replace(engine, precision=chosen.name, precision_reason=chosen.reason)
 
@@ -343,6 +343,7 @@ class _Run:
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(self.device)
+        configure_device(self.device, engine.precision)
         for other in extra:
             if other.rate != cfg.data.rate:
                 raise BenchError(
@@ -436,7 +437,13 @@ class _Run:
 
     def loop(self, batches, end: int, started: float, tracker, on_step) -> int:
         """Steps ``start_step`` to ``end``; rank 0 shows progress, logs every ``log_every`` steps
-        and checkpoints every ``checkpoint_every`` and at ``end``. Returns the samples seen."""
+        and checkpoints every ``checkpoint_every`` and at ``end``. Returns the samples seen.
+
+        On CUDA the step's loss stays on the device and is read (and checked for NaN/inf) once
+        per ``log_every`` steps, before any checkpoint: a ``.item()`` per step would make the
+        host wait for the GPU's queue to drain every step. On a CPU there is no queue to wait
+        for, so each loss is read and checked as it is made (a non-finite one stops the run
+        before its optimiser step)."""
         from tqdm import tqdm
 
         cfg, engine, o = self.cfg, self.engine, self.cfg.optim
@@ -445,28 +452,36 @@ class _Run:
             desc=f"pretrain {self.method}", disable=not engine.progress or self.rank != 0,
             unit="step",
         )  # fmt: skip
-        samples, wait = 0, 0.0
+        defer = defers_host_reads(self.device)
+        samples, wait, pending = 0, 0.0, []
         self.model.train()
         for step in bar:
             step_loss, logs, waited = train_step(
                 self.model, self.wrapped, self.opt, batches, step, cfg, engine.precision,
-                self.device, self.rank,
+                self.device, self.rank, sync=not defer,
             )  # fmt: skip
             wait += waited
-            self.losses.append(step_loss)
+            pending.append(step_loss)
             samples += o.batch_size
             done = step + 1
             if on_step is not None:
                 on_step(done, self.model)
+            log = done % engine.log_every == 0 or done == end
+            save = done % engine.checkpoint_every == 0 or done == end
+            if not (log or save or not defer):
+                continue
+            self.losses.extend(_read_losses(pending, done, self.method))
+            pending = []
             if self.rank != 0:
                 continue
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{step_loss:.4f}", samples_s=f"{samples / elapsed:.0f}")
-            if done % engine.log_every == 0 or done == end:
+            bar.set_postfix(loss=f"{self.losses[-1]:.4f}", samples_s=f"{samples / elapsed:.0f}")
+            if log:
                 rates = {"samples_per_s": samples / elapsed, "data_wait_fraction": wait / elapsed}
-                metrics = {"loss": step_loss, "lr": learning_rate(o, step), **rates, **logs}
+                logs = {k: float(v) for k, v in logs.items()}  # device scalars: read here
+                metrics = {"loss": self.losses[-1], "lr": learning_rate(o, step), **rates, **logs}
                 tracker.log_metrics(metrics, step=done)
-            if done % engine.checkpoint_every == 0 or done == end:
+            if save:
                 self.save(self.checkpoint, done, self.prior_seconds + elapsed, optimizer=True)
         bar.close()
         return samples
@@ -527,7 +542,8 @@ def train_step(
     device: torch.device,
     rank: int = 0,
     prepare: Callable[[torch.Tensor, torch.Generator], dict] | None = None,
-) -> tuple[float, dict[str, Any], float]:
+    sync: bool = True,
+) -> tuple[float | torch.Tensor, dict[str, Any], float]:
     """One optimiser step of the engine: schedules, ``grad_accum`` micro-batches (masks or views,
     forward under autocast, backward), clipping, AdamW, then the method's post-step hook (EMA).
 
@@ -539,10 +555,14 @@ def train_step(
             and ``rank``, so the step is a pure function of its inputs.
         precision: ``bf16`` (autocast) or ``fp32``.
         prepare: replaces ``model.prepare_batch`` (``bench perf`` times a per-sample reference).
+        sync: read the loss on the host and stop on a non-finite one before the optimiser
+            step; with ``False`` the step never waits for the device and the loss comes back
+            as a 0-d device tensor for the caller to read and check later (:func:`_read_losses`).
 
     Returns:
         ``(loss, logs, data_wait_seconds)``: the mean loss over the micro-batches, the method's
-        logs of the last one, and the time spent waiting for ``batches``.
+        logs of the last one (numbers or 0-d tensors), and the time spent waiting for
+        ``batches``.
     """
     o = cfg.optim
     progress = step / o.steps
@@ -551,7 +571,8 @@ def train_step(
         group["weight_decay"] = weight_decay(o, step) * group["wd_scale"]
     torch.manual_seed(_mix(cfg.seed, step, rank))  # dropout / drop-path: a function of the step
     prepare = prepare or model.prepare_batch
-    step_loss, wait, logs = 0.0, 0.0, {}
+    step_loss: float | torch.Tensor = 0.0
+    wait, logs = 0.0, {}
     for k in range(o.grad_accum):
         t0 = time.perf_counter()
         x = next(batches).to(device, non_blocking=True)
@@ -560,19 +581,39 @@ def train_step(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             batch = prepare(x, gen)
             loss, logs = wrapped(batch, progress)
-        if not torch.isfinite(loss):
-            raise BenchError(
-                f"{model.name}: non-finite loss at step {step} ({loss.item()})",
-                hint="lower optim.lr, or use --precision fp32",
-            )
+        if sync:
+            _read_losses([loss], step + 1, model.name)
         (loss / o.grad_accum).backward()
-        step_loss += loss.item() / o.grad_accum
+        step_loss += (loss.item() if sync else loss.detach().float()) / o.grad_accum
     if o.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
     model.after_optimizer_step(progress)
     return step_loss, logs, wait
+
+
+def defers_host_reads(device: torch.device) -> bool:
+    """Whether the loop leaves each step's loss on ``device`` and reads it every ``log_every``
+    steps: on CUDA, where reading it stalls the GPU's queue; not on a CPU (nothing to stall)."""
+    return device.type == "cuda"
+
+
+def _read_losses(losses: list, last_step: int, method: str) -> list[float]:
+    """The losses of steps ``last_step - len(losses) + 1 .. last_step`` as floats (one host sync
+    for device tensors); a non-finite one stops the run, naming its step (1-based)."""
+    if not losses:
+        return []
+    tensors = [v for v in losses if isinstance(v, torch.Tensor)]
+    read = iter(torch.stack(tensors).tolist() if tensors else [])
+    values = [next(read) if isinstance(v, torch.Tensor) else v for v in losses]
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            raise BenchError(
+                f"{method}: non-finite loss at step {last_step - len(values) + i + 1} ({value})",
+                hint="lower optim.lr, or use --precision fp32",
+            )
+    return values
 
 
 def _mix(*values: int) -> int:

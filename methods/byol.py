@@ -116,7 +116,7 @@ class BYOL(TwoViewMethod):
             # Collapse monitor: per-dimension std of the normalised projections (~1/sqrt(P)
             # when healthy, 0 when collapsed).
             spread = torch.nn.functional.normalize(z1.float(), dim=1).std(dim=0).mean()
-        return loss, {"momentum": self.momentum(progress), "target_z_std": spread.item()}
+        return loss, {"momentum": self.momentum(progress), "target_z_std": spread}
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

@@ -218,7 +218,10 @@ class ECGJEPA(SSLMethod):
         keep_t, mask_t = ecg_jepa_time_mask(
             n_time, c.mask, c.n_blocks, c.block_frac, c.random_frac, generator
         )
-        keep_t, mask_t = keep_t.to(x.device), mask_t.to(x.device)
+        keep_t, mask_t = (
+            keep_t.to(x.device, non_blocking=True),
+            mask_t.to(x.device, non_blocking=True),
+        )
         idx_keep = time_to_token_indices(keep_t, n_leads, n_time).expand(x.shape[0], -1)
         return {"x": x, "keep_times": keep_t, "mask_times": mask_t, "idx_keep": idx_keep}
 

@@ -104,7 +104,7 @@ class SimCLR(TwoViewMethod):
             z1, z2 = z1.float(), z2.float()
             loss = self.criterion(z1, z2)
             pos_cos = torch.nn.functional.cosine_similarity(z1.detach(), z2.detach()).mean()
-        return loss, {"pos_cos": pos_cos.item()}
+        return loss, {"pos_cos": pos_cos}
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

@@ -363,3 +363,42 @@ def test_repeated_cases_run_round_robin_and_report_the_median_run(monkeypatch, t
     low, high = (100 * rows[0]["flops_per_sample"] * v / 1e11 for v in (10.0, 40.0))
     assert row_cells(rows[0])[9] == f"{100 * share:.0f} % ({low:.0f}-{high:.0f})"
     assert "runs" not in measure_all([engine], {}, repeats=1)[0]
+
+
+def test_equivalence_compares_the_engine_curve_with_the_eager_one(
+    small_synthetic, tmp_path, monkeypatch
+):
+    """Fused attention (the engine's kernel on a CUDA device) against the matmul one: the same
+    curve within tolerance, written as json and md; an engine curve that moves more than the
+    tolerance is reported and exits non-zero, its report still written."""
+    import bench.perf.equivalence as equivalence
+
+    args = [
+        "perf", "--equivalence", "3", "--method", "jepa,mae", "--encoder", "tiny",
+        "--preset", "smoke", "--batch-size", "4", "--attention", "fused",
+        "--data-dir", str(small_synthetic),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    (path,) = (tmp_path / "a").glob("equivalence-*.json")
+    results = json.loads(path.read_text())["results"]
+    assert [r["method"] for r in results] == ["jepa", "mae"]
+    for r in results:
+        eager, engine = r["curves"]["eager"], r["curves"]["engine"]
+        assert len(eager) == len(engine) == 3 and r["passed"]
+        assert 0 < r["distance"] <= r["tolerance"]  # another kernel: close, not identical
+        assert (r["bf16_distance"] is None) == (r["precision"] == "fp32")
+    assert "| jepa |" in path.with_suffix(".md").read_text()
+
+    original = equivalence._curve
+
+    def drifting(*a, engine, **k):
+        losses = original(*a, engine=engine, **k)
+        return [v * 1.5 for v in losses] if engine else losses
+
+    monkeypatch.setattr(equivalence, "_curve", drifting)
+    result = CliRunner().invoke(cli, [*args, "--method", "jepa", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "moved more than bf16 rounding does for jepa" in str(
+        result.output + str(result.exception)
+    )
+    assert list((tmp_path / "b").glob("equivalence-*.md"))

@@ -289,3 +289,86 @@ def test_the_fused_optimiser_takes_the_same_adamw_step():
     # A checkpoint of either loads into the other (resuming a run saved before the change).
     reference.load_state_dict(fused.state_dict())
     fused.load_state_dict(reference.state_dict())
+
+
+def _nan_at_call(monkeypatch, method: str, call: int) -> None:
+    """Make ``method``'s training step return a NaN loss on its ``call``-th call (1-based)."""
+    from bench.method import METHODS
+
+    cls = METHODS.get(method)
+    original, calls = cls.training_step, []
+
+    def training_step(self, batch, progress):
+        loss, logs = original(self, batch, progress)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == call else loss), logs
+
+    monkeypatch.setattr(cls, "training_step", training_step)
+
+
+def test_deferred_loss_reads_change_nothing_and_still_stop_on_nan(small, tmp_path, monkeypatch):
+    """The CUDA loop's way (losses read every log_every steps) run on the CPU: the same losses
+    and weights as reading every step; a NaN is still caught, by step, before any checkpoint."""
+    import bench.train as train
+
+    ds, cache = small
+    cfg = resolve_config("simclr", "smoke", ["optim.steps=5"])  # its logs are device tensors
+    every_step = pretrain("simclr", cfg, ds, cache, ENGINE, runs_root=tmp_path / "a")
+    monkeypatch.setattr(train, "defers_host_reads", lambda device: True)
+    engine = EngineConfig(
+        device="cpu", workers=0, progress=False, mlflow=True,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", log_every=2, checkpoint_every=4,
+    )  # fmt: skip
+    deferred = pretrain("simclr", cfg, ds, cache, engine, runs_root=tmp_path / "b")
+    assert deferred.losses == every_step.losses and len(deferred.losses) == 5
+    a = load_checkpoint(every_step.final_checkpoint)["model"]
+    b = load_checkpoint(deferred.final_checkpoint)["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+    _nan_at_call(monkeypatch, "simclr", 3)
+    with pytest.raises(BenchError, match="non-finite loss at step 3"):
+        pretrain("simclr", cfg, ds, cache, engine, runs_root=tmp_path / "c")
+    # read at step 4 (log and checkpoint step): the NaN weights of steps 3-4 were never saved
+    assert not list((tmp_path / "c").glob("*/checkpoint.pt"))
+
+
+def test_a_nan_loss_stops_the_cpu_loop_before_its_optimiser_step(small, tmp_path, monkeypatch):
+    ds, cache = small
+    cfg = resolve_config("jepa", "smoke", ["optim.steps=5"])
+    _nan_at_call(monkeypatch, "jepa", 3)
+    with pytest.raises(BenchError, match="non-finite loss at step 3"):
+        pretrain("jepa", cfg, ds, cache, ENGINE, runs_root=tmp_path)
+    (checkpoint,) = tmp_path.glob("*/checkpoint.pt")  # written every step: the last is step 2
+    state = load_checkpoint(checkpoint)
+    assert state["step"] == 2 and all(np.isfinite(state["losses"]))
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("method", ["jepa", "ecg_jepa", "mae", "simclr", "byol"])
+def test_an_engine_step_on_a_gpu_never_waits_for_it(method):
+    """Masks or views, forward, backward, clipping, fused AdamW and EMA of a CUDA step with
+    deferred loss reads: no operation makes the host wait for the device (torch raises on one
+    under ``set_sync_debug_mode("error")``), in bf16 and fp32."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from bench.train import build_method, make_optimizer, train_step
+
+    device = torch.device("cuda")
+    cfg = resolve_config(method, "smoke")
+    model = build_method(cfg, method).to(device).train()
+    opt = make_optimizer(model, cfg.optim)
+    shape = (8, len(cfg.data.leads), cfg.data.crop_samples)
+    batches = iter(lambda: torch.randn(shape).pin_memory(), None)
+    for precision in ("bf16", "fp32"):
+        train_step(model, model, opt, batches, 0, cfg, precision, device, sync=False)  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in (1, 2):
+                loss, logs, _ = train_step(
+                    model, model, opt, batches, step, cfg, precision, device, sync=False
+                )
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert isinstance(loss, torch.Tensor) and torch.isfinite(loss)
+        assert all(np.isfinite(float(v)) for v in logs.values())

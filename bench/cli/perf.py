@@ -76,6 +76,16 @@ from bench.cli.common import csv_items, data_dir_option, open_dataset, skip_bad_
     is_flag=True,
     help="instead: time linear probing of the four tasks from cached features (--preset cpu)",
 )
+@click.option(
+    "--equivalence",
+    "equivalence_steps",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="N",
+    help="instead: train the first N steps of each method (first --encoder, --batch-size) as "
+    "the engine does and as a plain eager step, and compare the loss curves against bf16's own "
+    "rounding (exit 1 if a curve moves more)",
+)
 @data_dir_option
 @skip_bad_option
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
@@ -121,8 +131,8 @@ from bench.cli.common import csv_items, data_dir_option, open_dataset, skip_bad_
 )
 def perf_command(
     methods, encoders, preset, overrides, batch_size, steps, warmup, precisions,
-    no_straightforward, scaling_method, no_projection, probe, data_dir, skip_bad, device,
-    attention, compile_, profile_steps, workers, out, timeout, repeats,
+    no_straightforward, scaling_method, no_projection, probe, equivalence_steps, data_dir, skip_bad,
+    device, attention, compile_, profile_steps, workers, out, timeout, repeats,
 ) -> None:  # fmt: skip
     """Samples/s, FLOP/s against the measured matmul peak, memory and data wait of a full
     pre-training step, per method x encoder x precision, against a straightforward version.
@@ -144,6 +154,12 @@ def perf_command(
     suite.check_methods(names)
     sizes = [None if e == "paper" else e for e in csv_items(encoders)]
     torch_device = resolve_device(device)
+    if equivalence_steps:
+        _perf_equivalence(
+            names, sizes[0], preset, overrides, batch_size, equivalence_steps, torch_device,
+            compile_, attention, data_dir, skip_bad, out,
+        )  # fmt: skip
+        return
     precision_list = suite.default_precisions(precisions, torch_device)
     root = results_dir()
     base = Case(
@@ -228,3 +244,90 @@ def _perf_probe(data_dir, skip_bad, preset, encoders, device, out) -> None:
     path = out_dir / ("probe-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + ".json")
     atomic_write(path, json.dumps(result, indent=1))
     click.echo(f"wrote {path}")
+
+
+def _perf_equivalence(
+    names, encoder, preset, overrides, batch_size, steps, device, compile_, attention, data_dir,
+    skip_bad, out,
+) -> None:  # fmt: skip
+    import json
+
+    import numpy as np
+
+    from bench.data.cache import open_cache
+    from bench.data.ptbxl import PTBXL
+    from bench.data.transforms import lead_indices
+    from bench.errors import BenchError
+    from bench.paths import results_dir
+    from bench.perf import suite
+    from bench.perf.equivalence import (
+        EQUIVALENCE_HEADER,
+        equivalence_cells,
+        loss_equivalence,
+    )
+    from bench.perf.measure import Case
+    from bench.report.build import atomic_write
+    from bench.train import lead_statistics, training_rows
+
+    precision = "bf16" if "bf16" in suite.default_precisions("auto", device) else "fp32"
+    schedule = (f"optim.steps={steps}", f"optim.warmup_steps={max(1, steps // 10)}")
+    configs = {
+        name: Case(
+            method=name, encoder=encoder, precision=precision, impl="engine",
+            batch_size=batch_size, data_root="", cache_root="", preset=preset,
+            overrides=(*overrides, *schedule),
+        ).config()
+        for name in names
+    }  # fmt: skip
+    root = results_dir()
+    rates = [cfg.data.rate for cfg in configs.values()]
+    data_root, cache_root, dataset_name = suite.prepare_data(data_dir, rates, root, skip_bad)
+    dataset = PTBXL(data_root, skip_bad=skip_bad)
+    env = suite.environment(str(device))
+    click.echo(f"{env['machine']}; torch {env['torch']}; data: {dataset_name}")
+    click.echo(
+        f"loss curves of {steps} steps at batch {batch_size}, {precision}: eager step vs "
+        f"the engine's{' (compiled)' if compile_ else ''}, and fp32 for bf16's own rounding"
+    )
+    results = []
+    for name, cfg in configs.items():
+        cache = open_cache(dataset, cfg.data.rate, cache_root, verify=False)
+        rows = training_rows(cache, dataset)
+        if len(rows) < batch_size:  # any batch size runs, as in the timed cases
+            rows = np.resize(rows, batch_size)
+        leads = lead_indices(cfg.data.leads)
+        mean, std = lead_statistics(cache.signals, rows, leads)
+        result = loss_equivalence(
+            name,
+            cfg,
+            cache,
+            rows,
+            leads,
+            mean,
+            std,
+            device,
+            precision,
+            steps,
+            compile_,
+            attention,
+        )
+        results.append(result)
+        click.echo("  ".join(equivalence_cells(result)))
+    table = suite.markdown_table(EQUIVALENCE_HEADER, [equivalence_cells(r) for r in results])
+    out_dir = out or root / "perf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "equivalence-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    report = {"environment": env, "dataset": dataset_name, "results": results}
+    atomic_write(out_dir / f"{stem}.json", json.dumps(report, indent=1))
+    atomic_write(
+        out_dir / f"{stem}.md",
+        f"# Loss curves: engine vs eager step\n\n{env['machine']}, torch {env['torch']}, "
+        f"data: {dataset_name}\n\n{table}\n",
+    )
+    click.echo(f"wrote {out_dir / stem}.json and .md")
+    failed = [r["method"] for r in results if not r["passed"]]
+    if failed:
+        raise BenchError(
+            f"the engine's loss curve moved more than bf16 rounding does for {', '.join(failed)}",
+            hint="rerun with --attention matmul or without --compile to find the setting",
+        )

@@ -248,10 +248,12 @@ def ecg_jepa_time_mask(
 
     Returns:
         ``keep_times`` (Kt,) and ``mask_times`` (Mt,), long, sorted, disjoint, together
-        ``0..n_time-1``.
+        ``0..n_time-1``, on ``generator``'s device.
     """
-    device = _device(generator)
-    masked = torch.zeros(n_time, dtype=torch.bool, device=device)
+    # Built on the host (its generator: ``generator`` itself on a CPU, the host twin of a CUDA
+    # one) from a few scalars: on a GPU the counts and the all-masked check would each sync.
+    device, host = _device(generator), _scalar_generator(generator)
+    masked = torch.zeros(n_time, dtype=torch.bool)
     if variant == "multiblock":
         _check_range("block_frac", block_frac, 0.0, 1.0)
         if n_blocks < 1:
@@ -262,21 +264,22 @@ def ecg_jepa_time_mask(
             )
         for _ in range(n_blocks):  # at most a handful of blocks
             size = int(n_time * _uniform(*block_frac, generator))
-            start = int(torch.randint(0, n_time - size + 1, (), generator=generator, device=device))
+            start = int(torch.randint(0, n_time - size + 1, (), generator=host))
             masked[start : start + size] = True
     elif variant == "random":
         _check_range("random_frac", random_frac, 0.0, 1.0)
         count = int(n_time * _uniform(*random_frac, generator))
         if count < 1:
             raise ValueError(f"n_time={n_time} is too small for random_frac={random_frac}")
-        perm = torch.randperm(n_time, generator=generator, device=device)
+        perm = torch.randperm(n_time, generator=host)
         masked[perm[:count]] = True
     else:
         raise ValueError(f"unknown variant {variant!r}; expected 'multiblock' or 'random'")
     if bool(masked.all()):
         raise ValueError(f"the mask covers all {n_time} time patches; reduce the masked fraction")
     keep_times, mask_times = _split_keep_mask(~masked[None, :])
-    return keep_times[0], mask_times[0]
+    # pageable host -> device copies are staged by the driver: no wait for the GPU's queue
+    return keep_times[0].to(device, non_blocking=True), mask_times[0].to(device, non_blocking=True)
 
 
 def time_to_token_indices(times: Tensor, n_leads: int, n_time: int) -> Tensor:

@@ -128,6 +128,7 @@ def measure_case(case: Case) -> dict[str, Any]:
     from bench.data.transforms import lead_indices
     from bench.encoders import resolve_attention, use_attention
     from bench.perf.reference import looped_prepare
+    from bench.precision import configure_device
     from bench.train import (
         build_method,
         crop_loader,
@@ -144,6 +145,7 @@ def measure_case(case: Case) -> dict[str, Any]:
     device = resolve_device(case.device)
     straightforward = case.impl == "straightforward"
     precision = "fp32" if straightforward else case.precision
+    configure_device(device, precision)
 
     torch.manual_seed(cfg.seed)
     model = build_method(cfg, case.method).to(device).train()
@@ -168,8 +170,9 @@ def measure_case(case: Case) -> dict[str, Any]:
 
     def step(i: int) -> float:
         _, _, wait = train_step(
-            model, wrapped, opt, batches, i, cfg, precision, device, prepare=prepare
-        )
+            model, wrapped, opt, batches, i, cfg, precision, device, prepare=prepare,
+            sync=device.type != "cuda",  # as the engine: no host sync inside a CUDA step
+        )  # fmt: skip
         return wait
 
     warmup_seconds = []

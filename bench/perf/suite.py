@@ -494,6 +494,7 @@ def environment(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.version.cuda if torch.device(device).type == "cuda" else None,
     }
 
 
