@@ -51,14 +51,37 @@ from bench.errors import BenchError
 @click.option("--encoder", default=None, help="encoder size (default: the preset's / paper's)")
 @set_options
 @click.option("--tuned", is_flag=True, help="use the best protocol settings found by `bench tune`")
+@click.option(
+    "--budget",
+    default=None,
+    metavar="FLOPS",
+    help="pre-train every SSL method to this many counted training FLOPs (e.g. 1e15) instead "
+    "of the preset's steps: compute-matched rows",
+)
+@click.option(
+    "--budget-sweep",
+    default=None,
+    metavar="FLOPS,...",
+    help="pre-train and evaluate every SSL method at each budget (e.g. 1e14,1e15,1e16); the "
+    "report draws AUROC against compute per task",
+)
 @data_dir_option
 @skip_bad_option
 @engine_options
-def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
+def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, budget, budget_sweep, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
     """Pre-train (or reuse), evaluate every task x protocol x seed, update the leaderboard."""
+    from bench.budget import parse_budgets
     from bench.evaluate.run import RunPlan, run_benchmark, summary_table
     from bench.evaluate.subjects import method_names
     from bench.task import resolve_tasks
+
+    if budget is not None and budget_sweep is not None:
+        raise BenchError("--budget and --budget-sweep are exclusive", hint="use one of them")
+    budgets = (
+        () if budget is None and budget_sweep is None else parse_budgets(budget or budget_sweep)
+    )
+    if budget is not None and len(budgets) != 1:
+        raise BenchError(f"--budget takes one number, got {budget!r}", hint="or --budget-sweep")
 
     plan = RunPlan(
         methods=tuple(method_names(methods)),
@@ -71,6 +94,7 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
         overrides=tuple(overrides),
         eval_overrides=tuple(eval_overrides),
         tuned=tuned,
+        budgets=budgets,
     )
     from bench.evaluate.config import resolve_eval_config
 

@@ -29,10 +29,17 @@ class RunPlan:
     overrides: tuple[str, ...] = ()
     eval_overrides: tuple[str, ...] = ()
     tuned: bool = False
+    budgets: tuple[
+        float, ...
+    ] = ()  # training FLOPs per SSL run (bench.budget); () = the preset's steps
 
     def __post_init__(self) -> None:
         for p in self.protocols:
             check_protocol(p)
+        if self.budgets:
+            from bench.budget import check_no_schedule_overrides
+
+            check_no_schedule_overrides(self.overrides)
         if self.seeds < 1:
             raise BenchError("--seeds must be at least 1")
         for f in self.fractions:
@@ -45,8 +52,19 @@ class RunPlan:
         return d
 
 
-def prepare_subject(name, plan: RunPlan, dataset, engine, echo: Callable[[str], None]):
-    """The subject for ``name`` (pre-training it first when needed) and its cache."""
+def budgets_of(name: str, plan: RunPlan) -> tuple[float | None, ...]:
+    """The pre-training budgets ``name`` runs at: each of the plan's for an SSL method; one
+    ``None`` (no budget) for a reference row or a plan without budgets."""
+    from bench.evaluate.subjects import REFERENCES
+
+    return (None,) if name in REFERENCES or not plan.budgets else plan.budgets
+
+
+def prepare_subject(
+    name, plan: RunPlan, dataset, engine, echo: Callable[[str], None], budget: float | None = None
+):
+    """The subject for ``name`` (pre-training it first when needed, to ``budget`` training
+    FLOPs if given) and its cache."""
     from bench.data.cache import prepare_cache
     from bench.evaluate.subjects import (
         REFERENCES,
@@ -60,6 +78,11 @@ def prepare_subject(name, plan: RunPlan, dataset, engine, echo: Callable[[str], 
     cache = prepare_cache(dataset, cfg.data.rate, progress=engine.progress)
     if name in REFERENCES:
         return reference_subject(name, cfg, dataset, cache), cache
+    if budget is not None:
+        from bench.budget import budgeted_config
+
+        cfg, planned = budgeted_config(name, cfg, budget)
+        echo(f"{name}: {planned.describe()}")
     result = pretrain(name, cfg, dataset, cache, engine)
     if result.reused:
         echo(f"{name}: reusing the finished pre-training run {result.run_dir.name}")
@@ -68,7 +91,10 @@ def prepare_subject(name, plan: RunPlan, dataset, engine, echo: Callable[[str], 
             f"{name}: pre-trained {result.steps} steps in {result.wall_seconds:.0f} s "
             f"({result.samples_per_second:.1f} samples/s) -> {result.run_dir.name}"
         )
-    return pretrained_subject(name, result, load_checkpoint(result.final_checkpoint)), cache
+    subject = pretrained_subject(name, result, load_checkpoint(result.final_checkpoint))
+    if budget is not None:
+        subject.pretrain["budget_flops"] = budget
+    return subject, cache
 
 
 def run_benchmark(
@@ -113,8 +139,8 @@ def run_benchmark(
                 "precision_reason": engine.precision_reason,
             }
         )
-        for name in plan.methods:
-            subject, cache = prepare_subject(name, plan, dataset, engine, echo)
+        for name, budget in [(n, b) for n in plan.methods for b in budgets_of(n, plan)]:
+            subject, cache = prepare_subject(name, plan, dataset, engine, echo, budget)
             evaluator = Evaluator(
                 subject,
                 dataset,
@@ -193,19 +219,20 @@ def summary_table(records: list[dict]) -> str:
     tasks = list(dict.fromkeys(r["task"] for r in records))
     head = f"{'method':>22s} {'protocol':>9s} {'frac':>5s}" + "".join(f" {t:>18s}" for t in tasks)
     lines = [head, "-" * len(head)]
-    keys = ["method", "encoder", "protocol", "label_fraction"]
+    table = table.assign(budget=table["budget_flops"].fillna(0.0))  # 0: the preset's steps
+    keys = ["method", "encoder", "budget", "protocol", "label_fraction"]
     methods = list(dict.fromkeys(r["method"] for r in records))
     protocols = ("linear", "attentive", "finetune")
     groups = sorted(
         table.groupby(keys),
-        key=lambda g: (methods.index(g[0][0]), g[0][1], protocols.index(g[0][2]), g[0][3]),
+        key=lambda g: (methods.index(g[0][0]), g[0][1], g[0][2], protocols.index(g[0][3]), g[0][4]),
     )
-    for (method, encoder, protocol, fraction), part in groups:
+    for (method, encoder, budget, protocol, fraction), part in groups:
         cells = []
         for task in tasks:
             hit = part[part.task == task]
             cells.append(hit["notation"].iloc[0] if len(hit) else "-")
-        label = f"{method} ({encoder})"
+        label = f"{method} ({encoder})" + (f" @{budget:.0e}" if budget else "")
         lines.append(
             f"{label:>22s} {protocol:>9s} {fraction:>5g}" + "".join(f" {c:>18s}" for c in cells)
         )

@@ -147,6 +147,17 @@ def reference_subject(name: str, cfg: MethodConfig, dataset, cache: SignalCache)
     )
 
 
+def _run_flops(run_dir, batch_size: int, steps: int) -> float | None:
+    """Counted training FLOPs of a run (``flops.json``, counted once), or None when the method
+    cannot be counted: the compute column of the leaderboard, never a reason to fail."""
+    from bench.flops import pretrain_total_flops, run_flops_per_sample
+
+    try:
+        return pretrain_total_flops(run_flops_per_sample(run_dir), batch_size, steps)
+    except Exception:  # a plug-in the FLOP counter cannot step must not stop an evaluation
+        return None
+
+
 def pretrained_subject(name: str, result, state: dict[str, Any]) -> Subject:
     """A subject from a finished pre-training run (``result``: :class:`bench.train.PretrainResult`,
     ``state``: its loaded final checkpoint)."""
@@ -185,6 +196,7 @@ def pretrained_subject(name: str, result, state: dict[str, Any]) -> Subject:
             "loss_first_10pct": float(np.mean(losses[:tenth])),
             "loss_last_10pct": float(np.mean(losses[-tenth:])),
             "reused": bool(result.reused),
+            "flops": _run_flops(result.run_dir, cfg.optim.batch_size, int(state["step"])),
         },
         make_encoder=lambda: copy.deepcopy(encoder),
         loss_health=loss_curve_health(losses),

@@ -5,6 +5,7 @@
 * ``heatmap-<protocol>``: method x task grid of the test macro AUROC, one per protocol;
 * ``bars-<task>``: the AUROC per method with its bootstrap CI, protocols side by side;
 * ``label-efficiency``: AUROC against the label fraction (when some row has several);
+* ``auroc-vs-budget-<task>``: AUROC against training FLOPs of methods run at several budgets;
 * ``pretrain-loss``: the pre-training loss curves of the SSL runs (``history.jsonl``);
 * ``auroc-vs-compute``: AUROC against counted pre-training FLOPs and device hours.
 
@@ -30,7 +31,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from bench.report.tables import TASK_ORDER
+from bench.report.tables import TASK_ORDER, budget_text
 
 WIDTH = 8.2  # inches: ~900 px at DPI
 DPI = 110
@@ -138,6 +139,7 @@ def make_figures(
         figures += _heatmaps(report)
         figures += _bars(report)
         figures += _label_efficiency(report)
+        figures += _auroc_vs_budget(report)
         if pretrain_root is not None:
             figures += _pretrain_loss(report, Path(pretrain_root))
             figures += _auroc_vs_compute(report, Path(pretrain_root))
@@ -149,7 +151,13 @@ def _row_labels(table: pd.DataFrame) -> pd.Series:
     """``method (encoder)``, plus the run's hash where several runs share method and size."""
     base = table["method"] + " (" + table["encoder"] + ")"
     runs = table.groupby(base)["run_id"].transform("nunique")
-    return base.where(runs == 1, base + " " + table["run_id"].str.rsplit("-", n=1).str[-1])
+    tag = " " + table["run_id"].str.rsplit("-", n=1).str[-1]
+    if "budget_flops" in table:  # a budgeted run is named by its budget
+        budgets = table["budget_flops"]
+        tag = tag.where(
+            budgets.isna(), budgets.map(lambda b: f" @ {budget_text(b)}", na_action="ignore")
+        )
+    return base.where(runs == 1, base + tag)
 
 
 def _row_key(row: pd.Series) -> tuple:
@@ -331,6 +339,74 @@ def _label_efficiency(r: _Report) -> list[Figure]:
             "and the band the bootstrap 5-95 % interval. Flatter lines need fewer labels.",
         )
     ]
+
+
+def _auroc_vs_budget(r: _Report) -> list[Figure]:
+    """Per task with a budget sweep: AUROC against counted training FLOPs, one line per method
+    and encoder over its runs (bootstrap CIs as error bars); reference rows, which have no
+    pre-training, as horizontal lines with their CI band."""
+    t = r.table
+    ssl = t[(t["kind"] == "ssl") & t["pretrain_flops"].notna()]
+    if ssl.empty:
+        return []
+    protocol = (
+        "linear"
+        if "linear" in set(ssl["protocol"])
+        else _ordered(ssl["protocol"], PROTOCOL_ORDER)[0]
+    )
+    ssl = ssl[ssl["protocol"] == protocol]
+    ssl = _at_fraction(ssl, _full_fraction(ssl))
+    points = ssl.groupby(["task", "method", "encoder"])["pretrain_flops"].nunique()
+    swept = points[points >= 2]
+    figures = []
+    for task in r.tasks:
+        if task not in swept.index.get_level_values(0):
+            continue
+        fig = _new_figure(4.2)
+        ax = fig.subplots()
+        handles = []
+        lines = list(swept.loc[task].index)
+        refs = t[(t["kind"] != "ssl") & (t["task"] == task) & (t["protocol"] == protocol)]
+        if not refs.empty:
+            refs = _at_fraction(refs, _full_fraction(refs))
+        # a run's own label colour would differ per budget: one colour per line here
+        palette = iter(sns.color_palette("colorblind", len(lines) + len(refs)))
+        for method, encoder in lines:
+            rows = ssl[
+                (ssl["task"] == task) & (ssl["method"] == method) & (ssl["encoder"] == encoder)
+            ]
+            rows = rows.sort_values("pretrain_flops")
+            colour = next(palette)
+            y = rows["test_macro_auroc"].to_numpy(dtype=float)
+            low, high = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+            ax.errorbar(rows["pretrain_flops"], y, yerr=[y - low, high - y], color=colour,
+                        marker="o", ms=4, capsize=3, lw=1.5)  # fmt: skip
+            handles.append(Line2D([], [], color=colour, marker="o", label=f"{method} ({encoder})"))
+        for _, ref in refs.iterrows():
+            colour = next(palette)
+            ax.axhline(ref["test_macro_auroc"], color=colour, ls="--", lw=1.2)
+            ax.axhspan(ref["ci_low"], ref["ci_high"], color=colour, alpha=0.12, lw=0)
+            handles.append(
+                Line2D([], [], color=colour, ls="--", label=f"{ref['label']} (no pre-training)")
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("pre-training compute: counted training FLOPs")
+        ax.set_ylabel(f"test macro AUROC ({protocol})")
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)),
+                   fontsize="small")  # fmt: skip
+        figures.append(
+            r.save(
+                fig,
+                f"auroc-vs-budget-{task}",
+                f"{task}: test macro AUROC vs pre-training compute",
+                f"Test macro AUROC on fold 10 ({protocol} protocol, averaged over seeds) of each "
+                "method pre-trained at several budgets (bench run --budget-sweep), against the "
+                "training FLOPs each run used (counted; at most its budget); bars: bootstrap "
+                "5-95 % intervals. Dashed: reference rows without pre-training, with their band. "
+                "A line that rises with compute is still learning; compare methods at equal x.",
+            )
+        )
+    return figures
 
 
 def _read_history(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -24,6 +24,9 @@ from bench.health import assess
 
 TASK_ORDER = ("superdiagnostic", "form", "rhythm", "all_statements", "diagnostic", "subdiagnostic")
 PROTOCOL_ORDER = {"linear": 0, "attentive": 1, "finetune": 2}
+BUDGET_COLUMNS = (
+    "pretrain_steps", "pretrain_batch", "pretrain_flops", "pretrain_seconds", "budget_flops",
+)  # fmt: skip
 GROUP = [
     "dataset", "method", "kind", "encoder", "run_id", "eval_hash", "task", "protocol",
     "label_fraction",
@@ -34,6 +37,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record with the fields the tables need."""
     rows = []
     for r in records:
+        pretrain = r.get("pretrain") or {}
         rows.append(
             {
                 "dataset": r["dataset"]["name"],
@@ -52,9 +56,19 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
                 "ci_high": r["test_macro_auroc_ci"][1],
                 "test_macro_ap": r["test_macro_ap"],
                 "val_macro_auroc": r["selection"]["val_macro_auroc"],
+                # what the pre-training cost (NaN for reference rows and older records)
+                "pretrain_steps": pretrain.get("steps", np.nan),
+                "pretrain_batch": pretrain.get("batch_size", np.nan),
+                "pretrain_flops": _number(pretrain.get("flops")),
+                "pretrain_seconds": _number(pretrain.get("train_seconds")),
+                "budget_flops": _number(pretrain.get("budget_flops")),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _number(value) -> float:
+    return np.nan if value is None else float(value)
 
 
 def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
@@ -75,6 +89,7 @@ def leaderboard_frame(records: list[dict]) -> pd.DataFrame:
         ci_high=("ci_high", "mean"),
         test_macro_ap=("test_macro_ap", "mean"),
         val_macro_auroc=("val_macro_auroc", "mean"),
+        **{k: (k, "first") for k in BUDGET_COLUMNS},
     ).reset_index()
     table["notation"] = [
         ci_notation(p, lo, hi) + (f" ± {sd:.3f}" if n > 1 else "")
@@ -209,8 +224,45 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
         lines += [f"- {r.label}: {r.source}" + (f" ({r.note})" if r.note else "")
                   for r in sources.itertuples()]  # fmt: skip
         lines.append("")
+    lines += budget_markdown(table)
     lines += health_markdown(table)
     return "\n".join(lines)
+
+
+def budget_markdown(table: pd.DataFrame) -> list[str]:
+    """The "Pre-training budget" table: what each row's pre-training cost (steps x batch,
+    counted FLOPs, wall time) and the budget it was given, if any."""
+    runs = table.drop_duplicates("source_run_id")
+    runs = runs.assign(reference=runs["kind"] != "ssl").sort_values(
+        ["reference", "method", "encoder", "pretrain_flops", "source_run_id"]
+    )
+    lines = [
+        "## Pre-training budget",
+        "",
+        "Steps x batch of each row's pre-training, its training compute (model FLOPs of one "
+        "forward + backward step, counted, times the samples seen) and wall time; *budget*: the "
+        "compute it was given with `bench run --budget` (compute-matched rows), else the "
+        "preset's steps.",
+        "",
+        "| run | steps x batch | training FLOPs | budget | training time |",
+        "|---|---|---|---|---|",
+    ]
+    several = runs.groupby(["method", "encoder"])["source_run_id"].transform("nunique") > 1
+    for row, name_run in zip(runs.itertuples(), several, strict=True):
+        label = run_label(row.method, row.encoder, row.source_run_id, row.budget_flops, name_run)
+        if row.kind != "ssl":
+            lines.append(f"| {label} | no pre-training | | | |")
+            continue
+        steps = (
+            "" if _missing(row.pretrain_steps)
+            else f"{row.pretrain_steps:,.0f} x {row.pretrain_batch:,.0f}"
+        )  # fmt: skip
+        flops = "not recorded" if _missing(row.pretrain_flops) else f"{row.pretrain_flops:.3g}"
+        budget = "preset" if _missing(row.budget_flops) else budget_text(row.budget_flops)
+        seconds = "" if _missing(row.pretrain_seconds) else f"{row.pretrain_seconds:,.0f} s"
+        lines.append(f"| {label} | {steps} | {flops} | {budget} | {seconds} |")
+    lines.append("")
+    return lines
 
 
 def health_markdown(table: pd.DataFrame) -> list[str]:
@@ -237,7 +289,7 @@ def health_markdown(table: pd.DataFrame) -> list[str]:
     )  # SSL runs first, then the reference rows they are compared with
     several = runs.groupby(["method", "encoder"])["source_run_id"].transform("nunique") > 1
     for row, name_run in zip(runs.itertuples(), several, strict=True):
-        label = f"{row.method} ({row.encoder})" + (f" `{row.source_run_id}`" if name_run else "")
+        label = run_label(row.method, row.encoder, row.source_run_id, row.budget_flops, name_run)
         if not row.health_recorded:
             lines.append(f"| {label} | not recorded | | | | |")
             continue
@@ -281,10 +333,25 @@ def measured_rows(part: pd.DataFrame):
     when one method and size has several configurations, so rows stay distinct."""
     runs_per_row = part.groupby(["method", "encoder"])["run_id"].nunique()
     for (method, encoder, run_id), rows in part.groupby(["method", "encoder", "run_id"]):
-        label = f"{method} ({encoder})"
-        if runs_per_row[(method, encoder)] > 1:
-            label += f" `{run_id}`"
-        yield label, rows
+        budget = rows["budget_flops"].iloc[0] if "budget_flops" in rows else np.nan
+        several = runs_per_row[(method, encoder)] > 1
+        yield run_label(method, encoder, run_id, budget, several), rows
+
+
+def run_label(method: str, encoder: str, run_id: str, budget: float, several: bool) -> str:
+    """``method (encoder)``; where one method and size has several runs, plus the budget of a
+    budgeted run or else the run id, so rows stay distinct."""
+    label = f"{method} ({encoder})"
+    if not several:
+        return label
+    return label + (f" `{run_id}`" if _missing(budget) else f" @ {budget_text(budget)}")
+
+
+def budget_text(flops: float) -> str:
+    """``1e+15`` -> ``1e15 FLOPs``: how a budget is written in labels."""
+    mantissa, exponent = f"{flops:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)} FLOPs"
 
 
 def csv_frame(table: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
