@@ -74,5 +74,9 @@ def test_a_budget_sweep_runs_each_method_at_each_budget(small_synthetic, tmp_pat
     assert "## Pre-training budget" in md and "| random (tiny) | no pre-training |" in md
     assert md.count("jepa (tiny) @ ") >= 2  # the rows are named by their budgets
     assert (board.parent / "figures" / "auroc-vs-budget-superdiagnostic.png").is_file()
+    html = (board.parent / "leaderboard.html").read_text()
+    for record in jepa:  # the provenance of each row: steps, counted FLOPs, budget
+        pre = record["pretrain"]
+        assert f"{pre['steps']} steps x 8<br>{pre['flops']:.3g} FLOPs<br>budget " in html
     csv = (board.parent / "leaderboard.csv").read_text().splitlines()[0]
     assert "budget_flops" in csv and "pretrain_flops" in csv

@@ -395,6 +395,11 @@ def test_provenance_of_every_measured_row(real):
     )
     assert tuned.find("code", title="c" * 40).text() == "c" * 7
     assert [c.text() for c in cells(tuned)[-2:]] == ["2", str(len(TASKS) * len(SEEDS))]
+    steps = next(r["pretrain"] for r in records if r["run_id"] == TUNED_RUN)["steps"]
+    assert f"{steps:,} steps x" in text and "FLOPs not recorded" in text  # factory: no count
+    first = next(r for r in records if r["kind"] == "reference")
+    reference = provenance.find("tr", data_run_id=first["run_id"], data_protocol=first["protocol"])
+    assert "none (reference row)" in reference.text()
     dirty = provenance.find(
         "tr", data_run_id=records[0]["run_id"], data_protocol=records[0]["protocol"]
     )

@@ -33,7 +33,7 @@ import pandas as pd
 from bench.health import COLLAPSE_RATIO, DEFINITIONS, assess
 from bench.report.figures import Figure
 from bench.report.page_assets import CSS, JS
-from bench.report.tables import PROTOCOL_ORDER, ordered_tasks, run_health
+from bench.report.tables import PROTOCOL_ORDER, budget_text, ordered_tasks, run_health
 
 PROTOCOL_NAMES = {
     "linear": "linear probe",
@@ -685,7 +685,7 @@ def _provenance(records: list[dict]) -> str:
     head = "".join(
         f"<th scope=\"col\">{h}</th>"
         for h in (
-            "run", "protocol", "config hashes", "data (fingerprint)",
+            "run", "protocol", "config hashes", "data (fingerprint)", "pre-training",
             "git commit", "device", "precision", "created", "seeds", "records",
         )
     )  # fmt: skip
@@ -708,6 +708,7 @@ def _provenance(records: list[dict]) -> str:
             + _codes(r.get("config", {}).get("eval_hash") for r in rs),
             f'<span class="wraps">{_e(first["dataset"]["name"])}</span><br>'
             + _codes(str(r["dataset"].get("fingerprint") or "")[:12] for r in rs),
+            _pretraining(rs),
             _git(rs),
             _e(", ".join(sorted({str((r.get("environment") or {}).get("device")) for r in rs}))),
             _e(", ".join(sorted({str(r.get("precision")) for r in rs}))),
@@ -727,6 +728,20 @@ def _provenance(records: list[dict]) -> str:
         f'<div class="scroll"><table class="provenance"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>\n</section>"
     )
+
+
+def _pretraining(records: list[dict]) -> str:
+    """What the run's pre-training cost: steps x batch, counted training FLOPs, its budget."""
+    block = next((r["pretrain"] for r in records if r.get("pretrain")), None)
+    if block is None:
+        return '<span class="muted">none (reference row)</span>'
+    lines = [f"{int(block['steps']):,} steps x {int(block['batch_size']):,}"]
+    flops = next((r["pretrain"].get("flops") for r in records
+                  if r.get("pretrain") and r["pretrain"].get("flops")), None)  # fmt: skip
+    lines.append(f"{flops:.3g} FLOPs" if flops else '<span class="muted">FLOPs not recorded</span>')
+    if block.get("budget_flops"):
+        lines.append(f"budget {_e(budget_text(block['budget_flops']))}")
+    return "<br>".join(lines)
 
 
 def _codes(values) -> str:
