@@ -1,5 +1,6 @@
 """Run presets: ``smoke`` (seconds, for tests), ``cpu`` (a meaningful run on a 2-core CPU with
-the real PTB-XL subset), ``paper`` (the published configuration, for GPUs).
+the real PTB-XL subset), ``gpu`` (minutes per method on one GPU, same encoders as ``cpu``, 15x
+the samples), ``paper`` (the published configuration, for GPUs).
 
 A preset only shrinks width, depth, steps, batch and sampling rate; it never changes the
 algorithm (PROTOCOL.md 2). What it changes is recorded in the resolved config of every run.
@@ -29,9 +30,19 @@ _BASE: dict[str, dict[str, Any]] = {
         "optim.batch_size": 64,
         "optim.warmup_steps": 20,
     },
+    # One GPU, minutes per method: the cpu preset's encoders and token layouts at the budget
+    # that separated JEPA and SimCLR from random init on the real subset (H200, issue 15:
+    # superdiagnostic linear 0.829 / 0.846 vs 0.729; 158 s and 71 s of pre-training there).
+    "gpu": {
+        "encoder.size": "xs",
+        "data.rate": 100,
+        "optim.steps": 3000,
+        "optim.batch_size": 256,
+        "optim.warmup_steps": 300,
+    },
     "paper": {},
 }
-_PER_METHOD: dict[str, dict[str, dict[str, Any]]] = {"smoke": {}, "cpu": {}, "paper": {}}
+_PER_METHOD: dict[str, dict[str, dict[str, Any]]] = {preset: {} for preset in _BASE}
 
 PRESETS = tuple(_BASE)
 

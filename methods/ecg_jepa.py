@@ -268,7 +268,7 @@ class ECGJEPA(SSLMethod):
 
 
 # Narrow encoders keep their size's head count (head width 16 / 48) rather than 16 heads.
-for _preset in ("smoke", "cpu"):
+for _preset in ("smoke", "cpu", "gpu"):
     register_preset_overrides(_preset, ECGJEPA.name, {"encoder.heads": None})
 # CroPA's per-sample (B, 1, K, K) masks keep SDPA off its fastest path on CPU: a 2-core run of the
 # `cpu` preset fits its ~10 minute budget with half the batch and fewer steps.

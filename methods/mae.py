@@ -199,4 +199,5 @@ class MAE(SSLMethod):
 # would cost ~10x the encoder, so these presets shrink its width (depth 4 is kept): smoke to the
 # tiny encoder's width (head width 16), cpu to 128 with ST-MEM's head width 64.
 register_preset_overrides("smoke", MAE.name, {"decoder_dim": 32, "decoder_heads": 2})
-register_preset_overrides("cpu", MAE.name, {"decoder_dim": 128, "decoder_heads": 2})
+for _preset in ("cpu", "gpu"):  # the xs encoder's decoder
+    register_preset_overrides(_preset, MAE.name, {"decoder_dim": 128, "decoder_heads": 2})

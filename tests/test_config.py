@@ -82,3 +82,20 @@ def test_schedules_are_pure_functions_of_the_step():
     assert learning_rate(o, 55) == pytest.approx((1e-3 + 1e-6) / 2)
     assert weight_decay(o, 0) == pytest.approx(0.01) and weight_decay(o, 100) == pytest.approx(0.1)
     assert cosine(0.5, 0.998, 0.9995) == pytest.approx((0.998 + 0.9995) / 2)
+
+
+def test_the_gpu_preset_is_the_cpu_one_at_fifteen_times_the_samples():
+    """Same encoders, layouts and algorithm as `cpu`; 3000 x 256 steps; more protocol epochs."""
+    from dataclasses import replace
+
+    from bench.evaluate.config import resolve_eval_config
+    from bench.method import METHODS
+    from bench.train import resolve_config
+
+    for method in METHODS.names():
+        cpu, gpu = resolve_config(method, "cpu"), resolve_config(method, "gpu")
+        assert (gpu.optim.steps, gpu.optim.batch_size, gpu.optim.warmup_steps) == (3000, 256, 300)
+        assert replace(gpu, optim=cpu.optim) == cpu, method  # nothing else differs
+    cpu, gpu = resolve_eval_config("cpu"), resolve_eval_config("gpu")
+    assert gpu.finetune.epochs > cpu.finetune.epochs and gpu.attentive.epochs > cpu.attentive.epochs
+    assert gpu.linear == cpu.linear

@@ -23,7 +23,7 @@ from bench.errors import BenchError
     default=None,
     help="encoder size: tiny (tests), xs, s, b (default: the preset's / paper's)",
 )
-@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | gpu | paper")
 @click.option(
     "--set",
     "overrides",

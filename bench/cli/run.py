@@ -39,7 +39,7 @@ from bench.errors import BenchError
     "--seeds",
     type=click.IntRange(min=1),
     default=None,
-    help="downstream seeds 0..N-1 per task and protocol (default: 3 with --preset paper, else 1)",
+    help="downstream seeds 0..N-1 per task and protocol (default: 3 with --preset gpu or paper, else 1)",
 )
 @click.option(
     "--label-fractions",
@@ -47,7 +47,7 @@ from bench.errors import BenchError
     show_default=True,
     help="fractions of the training folds, e.g. 0.01,0.1,1",
 )
-@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | gpu | paper")
 @click.option("--encoder", default=None, help="encoder size (default: the preset's / paper's)")
 @set_options
 @click.option("--tuned", is_flag=True, help="use the best protocol settings found by `bench tune`")
@@ -87,7 +87,7 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
         methods=tuple(method_names(methods)),
         tasks=tuple(resolve_tasks(tasks)),
         protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
-        seeds=seeds or (3 if preset == "paper" else 1),
+        seeds=seeds or (3 if preset in ("gpu", "paper") else 1),
         fractions=csv_floats(label_fractions),
         preset=preset,
         encoder=encoder,
@@ -136,7 +136,7 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
     help="Optuna storage URL (default: $BENCH_OPTUNA_STORAGE or sqlite results/optuna.db)",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="sampler and downstream seed")
-@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | paper")
+@click.option("--preset", default="cpu", show_default=True, help="smoke | cpu | gpu | paper")
 @click.option("--encoder", default=None, help="encoder size")
 @set_options
 @data_dir_option
