@@ -34,6 +34,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from bench.checkpoint import (  # noqa: F401  (re-exported: where callers always found them)
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    save_checkpoint,
+)
 from bench.config import apply_overrides, config_hash, from_dict, to_dict
 from bench.data.cache import SignalCache
 from bench.data.loader import (
@@ -56,8 +61,6 @@ from bench.method import (
 )
 from bench.paths import results_dir
 from bench.precision import configure_device, resolve_precision
-
-CHECKPOINT_FORMAT = 1
 
 
 # --------------------------------------------------------------------------- engine options
@@ -132,60 +135,6 @@ def run_id(method: str, cfg: MethodConfig, engine: EngineConfig, data_fingerprin
         precision = with_resolved_precision(engine).precision
     digest = config_hash({"config": to_dict(cfg), "precision": precision, "data": data_fingerprint})
     return f"{method}-{cfg.encoder.size}-{digest[:10]}"
-
-
-# --------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            writer = _WriteErrors(f)
-            try:
-                torch.save(state, writer)
-            except RuntimeError:
-                # torch reports a failed write (full disk) as a RuntimeError: surface the OSError
-                if writer.error is not None:
-                    raise writer.error from None
-                raise
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written temporary
-        raise
-
-
-class _WriteErrors:
-    """A binary file wrapper that remembers the OSError of a failed write."""
-
-    def __init__(self, f):
-        self.f = f
-        self.error: OSError | None = None
-
-    def write(self, data) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as exc:
-            self.error = exc
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with ``weights_only=True`` (no pickle execution); bad files are clear errors."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BenchError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:
-        raise BenchError(
-            f"checkpoint {path} is unreadable or corrupt ({exc.__class__.__name__}: {exc})",
-            hint="delete it and run again",
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise BenchError(f"{path} is not a checkpoint of this harness (format {CHECKPOINT_FORMAT})")
-    return state
 
 
 def build_method(state_or_cfg: dict | MethodConfig, method: str | None = None) -> SSLMethod:

@@ -37,7 +37,7 @@ PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib
                   "marshal", "jsonpickle"}  # fmt: skip
 # torch.save writes pickles: the one writer is the checkpoint function, whose output every
 # load_checkpoint (weights_only=True) proves loadable without code (resume / reuse tests).
-TORCH_SAVE_ALLOWED = {("bench/train.py", "save_checkpoint")}
+TORCH_SAVE_ALLOWED = {("bench/checkpoint.py", "save_checkpoint")}
 
 
 # --------------------------------------------------------------------------- the scanner
@@ -189,7 +189,7 @@ def test_the_scanner_is_not_fooled_by_comments_and_allows_safe_code():
     )
     assert scan_source(source, "bench/x.py")[0] == []
     ok = "import torch\ndef save_checkpoint(p, s):\n    torch.save(s, p)\n"
-    assert scan_source(ok, "bench/train.py")[0] == []
+    assert scan_source(ok, "bench/checkpoint.py")[0] == []
 
 
 # --------------------------------------------------------------------------- malicious files

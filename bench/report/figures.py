@@ -173,6 +173,15 @@ def _ordered(values: pd.Series, order: tuple[str, ...]) -> list[str]:
     return [v for v in order if v in present] + sorted(present - set(order))
 
 
+def _compute_protocol(part: pd.DataFrame) -> str:
+    """The protocol compute figures plot: linear if it was run, else the first one run."""
+    return (
+        "linear"
+        if "linear" in set(part["protocol"])
+        else _ordered(part["protocol"], PROTOCOL_ORDER)[0]
+    )
+
+
 def _full_fraction(part: pd.DataFrame) -> float:
     """Label fraction 1 when present, else the largest one."""
     fractions = part["label_fraction"].to_numpy(dtype=float)
@@ -349,11 +358,7 @@ def _auroc_vs_budget(r: _Report) -> list[Figure]:
     ssl = t[(t["kind"] == "ssl") & t["pretrain_flops"].notna()]
     if ssl.empty:
         return []
-    protocol = (
-        "linear"
-        if "linear" in set(ssl["protocol"])
-        else _ordered(ssl["protocol"], PROTOCOL_ORDER)[0]
-    )
+    protocol = _compute_protocol(ssl)
     ssl = ssl[ssl["protocol"] == protocol]
     ssl = _at_fraction(ssl, _full_fraction(ssl))
     points = ssl.groupby(["task", "method", "encoder"])["pretrain_flops"].nunique()
@@ -469,11 +474,7 @@ def _auroc_vs_compute(r: _Report, pretrain_root: Path) -> list[Figure]:
     ssl = r.table[r.table["run_id"].isin({run.run_id for run in r.runs})]
     if ssl.empty:
         return []
-    protocol = (
-        "linear"
-        if "linear" in set(ssl["protocol"])
-        else _ordered(ssl["protocol"], PROTOCOL_ORDER)[0]
-    )
+    protocol = _compute_protocol(ssl)
     points, no_directory, failed = [], [], []
     for run in r.runs:
         rows = ssl[(ssl["run_id"] == run.run_id) & (ssl["protocol"] == protocol)]
