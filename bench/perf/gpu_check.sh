@@ -57,7 +57,8 @@ if torch.cuda.is_available() else 'none')"
 } 2>&1 | tee "$LOG"
 
 part 60 "CUDA tests: no host sync in an engine step, masks" \
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_masks.py -k gpu
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_masks.py \
+  tests/test_precision.py tests/test_augment.py -k "gpu or cuda or another_device"
 part 140 "bench perf: every method at $S, profiled" \
   "${BENCH[@]}" perf "${COMMON[@]}" --precision "$PRECISION" --no-straightforward --profile \
   --encoder "$S" --steps "$STEPS" --warmup "$WARMUP" --timeout 60 --out "$REPORTS/1-s"
