@@ -357,7 +357,9 @@ def budget_text(flops: float) -> str:
 def csv_frame(table: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """The tidy csv: measured rows (``published`` False), then on real data the published
     context rows (``published`` True, no CI, seeds or config)."""
-    measured = table.assign(published=False, source="measured")
+    # Wall time is a property of the machine and the attempt, not of the result: a resumed run
+    # and an uninterrupted one give the same csv (leaderboard.md shows the time).
+    measured = table.drop(columns=["pretrain_seconds"]).assign(published=False, source="measured")
     if published is None or bool(table["synthetic"].iloc[0]) or published.empty:
         return measured
     context = pd.DataFrame(
