@@ -365,13 +365,18 @@ def test_repeated_cases_run_round_robin_and_report_the_median_run(monkeypatch, t
     assert "runs" not in measure_all([engine], {}, repeats=1)[0]
 
 
+@pytest.mark.parametrize("kind", ["native", "emulated"])
 def test_equivalence_compares_the_engine_curve_with_the_eager_one(
-    small_synthetic, tmp_path, monkeypatch
+    small_synthetic, tmp_path, monkeypatch, cpu_kind, kind
 ):
     """Fused attention (the engine's kernel on a CUDA device) against the matmul one: the same
     curve within tolerance, written as json and md; an engine curve that moves more than the
-    tolerance is reported and exits non-zero, its report still written."""
+    tolerance is reported and exits non-zero, its report still written. Run as a CPU with
+    native bf16 (the engine trains in bf16, an fp32 yardstick is added) and as one without
+    (fp32 only), whatever CPU runs the suite."""
     import bench.perf.equivalence as equivalence
+
+    cpu_kind(kind)
 
     args = [
         "perf", "--equivalence", "3", "--method", "jepa,mae", "--encoder", "tiny",
@@ -386,7 +391,10 @@ def test_equivalence_compares_the_engine_curve_with_the_eager_one(
     for r in results:
         eager, engine = r["curves"]["eager"], r["curves"]["engine"]
         assert len(eager) == len(engine) == 3 and r["passed"]
-        assert 0 < r["distance"] <= r["tolerance"]  # another kernel: close, not identical
+        # Another kernel: close, but whether its rounding differs at all is the CPU's business
+        # (on an Ice Lake Xeon the fp32 fused and matmul curves are identical, elsewhere not).
+        assert 0 <= r["distance"] <= r["tolerance"]
+        assert r["precision"] == ("bf16" if kind == "native" else "fp32")
         assert (r["bf16_distance"] is None) == (r["precision"] == "fp32")
     assert "| jepa |" in path.with_suffix(".md").read_text()
 
