@@ -393,10 +393,10 @@ class _Run:
         host wait for the GPU's queue to drain every step. On a CPU there is no queue to wait
         for, so each loss is read and checked as it is made (a non-finite one stops the run
         before its optimiser step)."""
-        from tqdm import tqdm
+        from bench.progress import progress_bar
 
         cfg, engine, o = self.cfg, self.engine, self.cfg.optim
-        bar = tqdm(
+        bar = progress_bar(
             range(self.start_step, end), initial=self.start_step, total=o.steps,
             desc=f"pretrain {self.method}", disable=not engine.progress or self.rank != 0,
             unit="step",

@@ -210,7 +210,7 @@ def prepare_cache(
 
 
 def _build(dataset, rate, source_rate, fingerprint, tmp: Path, workers, skip_bad, progress) -> dict:
-    from tqdm import tqdm
+    from bench.progress import progress_bar
 
     started = time.time()
     ecg_ids = np.asarray(dataset.metadata.index, dtype=np.int64)
@@ -236,7 +236,7 @@ def _build(dataset, rate, source_rate, fingerprint, tmp: Path, workers, skip_bad
     ]
     workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
     problems: dict[int, str] = {}
-    bar = tqdm(total=len(ecg_ids), desc=f"prepare {rate} Hz", unit="rec", disable=not progress)
+    bar = progress_bar(total=len(ecg_ids), desc=f"prepare {rate} Hz", unit="rec", disable=not progress)
     try:
         if workers == 1:
             for job in jobs:

@@ -138,7 +138,8 @@ def prepare_corpus(
         DataError: the directory does not exist, holds no ``.hea`` file, or no usable record.
     """
     from filelock import FileLock
-    from tqdm import tqdm
+
+    from bench.progress import progress_bar
 
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
@@ -180,7 +181,7 @@ def prepare_corpus(
                 tmp / "signals.npy", mode="w+", dtype=np.float32, shape=(total, 12, length)
             )
             sources: list[str] = []
-            for hea, n_planned in tqdm(
+            for hea, n_planned in progress_bar(
                 list(planned.items()),
                 desc=f"corpus {root.name} {rate} Hz",
                 unit="rec",

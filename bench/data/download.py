@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from tqdm import tqdm
 
 from bench.errors import DownloadError
+from bench.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def download_file(
         failure: BaseException | None = None
         with (
             open(part, mode) as out,
-            tqdm(
+            progress_bar(
                 total=total,
                 initial=offset,
                 unit="B",
@@ -357,7 +358,7 @@ def _verify(root: Path, sums: dict[str, str], *, progress: bool) -> tuple[list[s
     present = sorted(set(sums) - set(missing))
     total = sum((root / rel).stat().st_size for rel in present)
     mismatched = []
-    with tqdm(
+    with progress_bar(
         total=total,
         unit="B",
         unit_scale=True,

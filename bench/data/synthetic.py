@@ -480,10 +480,7 @@ def _mp_context():
 
 
 def _build(root: Path, n: int, seed: int, rates: Sequence[int], workers: int, progress: bool):
-    from tqdm.auto import tqdm
-
-    class Bar(tqdm):
-        monitor_interval = 0  # no monitor thread: it would force 'spawn' on the next run
+    from bench.progress import progress_bar as Bar  # noqa: N812 (no monitor thread: see there)
 
     root.mkdir(parents=True)
     db = build_database(n, seed)
