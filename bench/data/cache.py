@@ -236,7 +236,9 @@ def _build(dataset, rate, source_rate, fingerprint, tmp: Path, workers, skip_bad
     ]
     workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
     problems: dict[int, str] = {}
-    bar = progress_bar(total=len(ecg_ids), desc=f"prepare {rate} Hz", unit="rec", disable=not progress)
+    bar = progress_bar(
+        total=len(ecg_ids), desc=f"prepare {rate} Hz", unit="rec", disable=not progress
+    )
     try:
         if workers == 1:
             for job in jobs:
