@@ -65,13 +65,21 @@ from bench.errors import BenchError
     help="pre-train and evaluate every SSL method at each budget (e.g. 1e14,1e15,1e16); the "
     "report draws AUROC against compute per task",
 )
+@click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="run only the K-th of N disjoint parts of the grid (a job array: N jobs, same "
+    "arguments, one results directory); a pre-training is never split",
+)
 @data_dir_option
 @skip_bad_option
 @engine_options
-def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, budget, budget_sweep, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
+def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, budget, budget_sweep, shard, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
     """Pre-train (or reuse), evaluate every task x protocol x seed, update the leaderboard."""
     from bench.budget import parse_budgets
     from bench.evaluate.run import RunPlan, run_benchmark, summary_table
+    from bench.evaluate.shards import parse_shard
     from bench.evaluate.subjects import method_names
     from bench.task import resolve_tasks
 
@@ -95,6 +103,7 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
         eval_overrides=tuple(eval_overrides),
         tuned=tuned,
         budgets=budgets,
+        shard=parse_shard(shard),
     )
     from bench.evaluate.config import resolve_eval_config
 

@@ -29,9 +29,9 @@ class RunPlan:
     overrides: tuple[str, ...] = ()
     eval_overrides: tuple[str, ...] = ()
     tuned: bool = False
-    budgets: tuple[
-        float, ...
-    ] = ()  # training FLOPs per SSL run (bench.budget); () = the preset's steps
+    # training FLOPs per SSL run (bench.budget); () = the preset's steps
+    budgets: tuple[float, ...] = ()
+    shard: tuple[int, int] | None = None  # (K, N): the K-th of N parts (bench.evaluate.shards)
 
     def __post_init__(self) -> None:
         for p in self.protocols:
@@ -115,6 +115,16 @@ def run_benchmark(
     task_data = [spec.build(dataset) for spec in plan.tasks]
     for td in task_data:  # before any training: an empty split cannot be evaluated
         td.require_splits("train", "val", "test")
+    subjects = [(n, b) for n in plan.methods for b in budgets_of(n, plan)]
+    mine = None  # the (subject, budget, task, protocol) items of this shard; None: all
+    if plan.shard is not None:
+        from bench.evaluate.shards import describe_shard, shard_of
+
+        shard, total = shard_of(plan, task_data, eval_cfg)
+        for line in describe_shard(shard, total):
+            echo(line)
+        mine = shard.items()
+        subjects = [s for s in subjects if s in shard.subjects()]
     records: list[dict] = []
     started = time.perf_counter()
     fresh_count = 0
@@ -125,8 +135,9 @@ def run_benchmark(
             tags={"kind": "evaluation", "dataset": dataset.name},
         )  # fmt: skip
 
+    shard_label = f" [shard {plan.shard[0]}/{plan.shard[1]}]" if plan.shard else ""
     with start_run(
-        f"bench run {','.join(plan.methods)}",
+        f"bench run {','.join(plan.methods)}{shard_label}",
         enabled=engine.mlflow,
         uri=engine.tracking_uri,
         tags={"kind": "bench-run", "dataset": dataset.name, "synthetic": dataset.is_synthetic},
@@ -139,7 +150,7 @@ def run_benchmark(
                 "precision_reason": engine.precision_reason,
             }
         )
-        for name, budget in [(n, b) for n in plan.methods for b in budgets_of(n, plan)]:
+        for name, budget in subjects:
             subject, cache = prepare_subject(name, plan, dataset, engine, echo, budget)
             evaluator = Evaluator(
                 subject,
@@ -154,6 +165,8 @@ def run_benchmark(
             for td in task_data:
                 for protocol in plan.protocols:
                     if protocol not in subject.protocols:
+                        continue
+                    if mine is not None and (name, budget, td.task.name, protocol) not in mine:
                         continue
                     cfg, tuned = eval_cfg, None
                     if plan.tuned:
@@ -175,7 +188,13 @@ def run_benchmark(
                 from bench.health import health_line
 
                 echo(f"{name} pre-training health: {health_line(evaluator.computed_health)}")
-        written = write_report(store.records())
+        # Reports take turns and read the records inside the lock: of jobs sharing a results
+        # directory (shards of a job array), the last to report sees every record.
+        from filelock import FileLock
+
+        store.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(store.root.parent / ".report.lock")):
+            written = write_report(store.records())
         parent.log_metrics({"records": len(records), "new_records": fresh_count})
         for directory in written:
             for path in sorted(directory.glob("leaderboard.*")):
