@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed
 # The HTML report's browser test drives Debian's chromium, never a browser build of its own:
 # installed here where we are root with apt-get; elsewhere that test is skipped, saying so.
 CHROMIUM := /usr/bin/chromium
+# The PostgreSQL test starts a throw-away server from Debian's postgresql package (installed
+# here where we are root with apt-get; elsewhere that test is skipped, saying so).
+PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl) /usr/lib/postgresql/pg_ctl)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +30,17 @@ $(CHROMIUM):
 	  echo "      Install it with: sudo apt-get install chromium (Debian), then run make test."; \
 	fi
 
-install: $(STAMP) $(CHROMIUM)
+$(PG_CTL):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's postgresql (for the shared Optuna study test)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
+	    || echo "WARNING: postgresql could not be installed: the PostgreSQL test will be skipped"; \
+	else \
+	  echo "NOTE: PostgreSQL server binaries not found: the PostgreSQL test will be skipped."; \
+	  echo "      Install them with: sudo apt-get install postgresql (Debian), then run make test."; \
+	fi
+
+install: $(STAMP) $(CHROMIUM) $(PG_CTL)
 
 demo: $(STAMP)
 	$(BIN)/bench data synthetic
@@ -42,7 +55,7 @@ demo: $(STAMP)
 	@echo "and mlflow.db (browse it with: .venv/bin/bench ui). On real data: PTBXL_DIR=/path/to/ptb-xl make demo,"
 	@echo "or .venv/bin/bench run --method all --task all --preset cpu --data-dir /path/to/ptb-xl"
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(PG_CTL)
 	$(BIN)/python -m pytest --durations=15
 
 lint: $(STAMP)

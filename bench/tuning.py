@@ -17,6 +17,7 @@ objective calls :meth:`bench.evaluate.runner.Evaluator.fit`, which refuses it.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from bench.evaluate.config import EvalConfig, eval_hash
 from bench.paths import results_dir
 
 STORAGE_ENV = "BENCH_OPTUNA_STORAGE"
+HEARTBEAT_ENV = "BENCH_OPTUNA_HEARTBEAT_S"
+POSTGRES_HINT = "install the driver with: pip install 'ecg-ssl-bench[postgres]' (psycopg 3)"
 
 
 def storage_url(url: str | None = None) -> str:
@@ -43,20 +46,103 @@ def storage_url(url: str | None = None) -> str:
     return f"sqlite:///{path}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL: shown as given (it holds no parseable password)
+        return url
+
+
+def _driver_url(url: str) -> str:
+    """A ``postgresql://`` URL names SQLAlchemy's default driver (psycopg2); the harness's
+    ``postgres`` extra installs psycopg 3, the maintained one, so such URLs are sent to it."""
+    import sqlalchemy
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # no scheme; a port that is no number
+        raise BenchError(
+            f"{url!r} is not a database URL",
+            hint="e.g. sqlite:////abs/path/optuna.db or postgresql://USER:PASSWORD@HOST:5432/DB",
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise BenchError(
+                f"{shown_url(url)}: no PostgreSQL driver installed", hint=POSTGRES_HINT
+            ) from None
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def heartbeat() -> tuple[int, int]:
+    """``(interval, grace)`` in seconds: a running trial reports alive every ``interval``; one
+    silent for ``grace`` (its process was killed) is marked failed and run again. The interval
+    is ``$BENCH_OPTUNA_HEARTBEAT_S`` (default 30 s), the grace three intervals."""
+    raw = os.environ.get(HEARTBEAT_ENV, "30")
+    try:
+        interval = int(raw)
+        if interval < 1:
+            raise ValueError
+    except ValueError:
+        raise BenchError(
+            f"${HEARTBEAT_ENV}={raw!r} is not a whole number of seconds >= 1", hint="e.g. 30"
+        ) from None
+    return interval, 3 * interval
+
+
 def _storage(url: str | None):
     # The heartbeat marks trials of killed processes FAILED, so a resumed study re-runs them
     # (optuna flags heartbeats as experimental; the warning is noise for users).
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = storage_url(url)
+    driver_url = _driver_url(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:///") else {}
+    if driver_url.startswith("postgresql+psycopg://"):
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
 
     def build(tmp_url: str) -> None:  # a new SQLite store's tables, in a temporary file
         optuna.storages.RDBStorage(tmp_url, engine_kwargs=engine_kwargs).engine.dispose()
 
-    with sqlite_store(url, build):
+    interval, grace = heartbeat()
+    with sqlite_store(url, build), _storage_errors(url):
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=30, grace_period=90, engine_kwargs=engine_kwargs
-        )
+            driver_url, heartbeat_interval=interval, grace_period=grace,
+            engine_kwargs=engine_kwargs,
+        )  # fmt: skip
+
+
+class _storage_errors:
+    """A storage that cannot be reached or refuses us: one line naming it and what to do."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        import sqlalchemy
+
+        if exc is None or not isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+            return False
+        if isinstance(exc, sqlalchemy.exc.OperationalError) and self.url.startswith("sqlite"):
+            return False  # a local file: the CLI's storage error (disk full, read-only) says it
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        low = reason.lower()
+        if "password" in low or "authentication" in low or "role" in low:
+            hint = "check the user name and password in the URL (or ~/.pgpass)"
+        elif "does not exist" in low and "database" in low:
+            hint = "create the database first (createdb NAME), or name an existing one"
+        else:
+            hint = "check that the server is running and reachable at that host and port"
+        raise BenchError(
+            f"cannot open the Optuna storage {shown_url(self.url)}: {reason}", hint=hint
+        ) from None
 
 
 # Search spaces of the protocols, as --eval-set overrides.
@@ -98,18 +184,54 @@ def _open_study(name: str, storage: str | None, seed: int, warmup_epochs: int):
     )
 
 
-def _run_missing_trials(study, objective, trials: int):
-    """Resume: run only the trials still missing for ``trials`` finished (complete or pruned).
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+_TAKEN = (*FINISHED, optuna.trial.TrialState.RUNNING)
 
-    Processes sharing the study stop once it holds ``trials`` finished trials between them
-    (checked after each trial, so concurrent ones may add one trial each beyond it).
+
+class _Surplus(Exception):
+    """Another worker took the last trial at the same moment: this one is not run."""
+
+
+def finished_trials(study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _run_missing_trials(study, objective, trials: int, poll_s: float | None = None):
+    """Run trials until the study holds ``trials`` finished (complete or pruned) ones: a resumed
+    study runs only the missing ones, and workers sharing it (other processes or machines)
+    divide them, so exactly ``trials`` run however many workers there are.
+
+    Before each trial the worker counts the finished and running trials; when they already make
+    ``trials`` it waits instead of starting one (a running trial of a killed worker is failed by
+    the heartbeat after its grace period, and then run again here). Two workers that start a
+    trial at the same moment are ordered by trial number: the one beyond ``trials`` is marked
+    failed (user attribute ``surplus``) without running.
     """
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = [t for t in study.trials if t.state in finished]
-    if len(done) < trials:
-        enough = optuna.study.MaxTrialsCallback(trials, states=finished)
-        study.optimize(objective, n_trials=trials - len(done), catch=(), callbacks=[enough])
-    return study
+    interval, _ = heartbeat()
+    poll_s = interval if poll_s is None else poll_s
+
+    def guarded(trial) -> float:
+        taken = study.get_trials(deepcopy=False, states=_TAKEN)
+        if sum(t.number < trial.number for t in taken) >= trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus
+        return objective(trial)
+
+    while True:
+        optuna.storages.fail_stale_trials(study)  # killed workers' trials: failed, to re-run
+        done = finished_trials(study)
+        if done >= trials:
+            return study
+        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        if done + running >= trials:  # the others hold the last trials: wait for them
+            time.sleep(poll_s)
+            continue
+        quiet = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a surplus trial is no failure to show
+        try:
+            study.optimize(guarded, n_trials=1, catch=(_Surplus,))
+        finally:
+            optuna.logging.set_verbosity(quiet)
 
 
 def tune_protocol(
@@ -208,11 +330,11 @@ def tuned_eval_config(
     """``base`` with the best parameters of the matching study, and their provenance."""
     name = protocol_study_name(run_id, task, protocol, base)
     try:
-        study = optuna.load_study(study_name=name, storage=storage_url(storage))
+        study = optuna.load_study(study_name=name, storage=_storage(storage))
         best = study.best_trial
     except (KeyError, ValueError):
         raise BenchError(
-            f"no finished tuning study {name!r} in {storage_url(storage)}",
+            f"no finished tuning study {name!r} in {shown_url(storage_url(storage))}",
             hint=f"run `bench tune --task {task} --protocol {protocol} ...` with the same "
             "method, preset and --set/--eval-set values first",
         ) from None

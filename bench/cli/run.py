@@ -52,6 +52,12 @@ from bench.errors import BenchError
 @set_options
 @click.option("--tuned", is_flag=True, help="use the best protocol settings found by `bench tune`")
 @click.option(
+    "--storage",
+    default=None,
+    help="with --tuned: the Optuna storage URL of `bench tune` (default: $BENCH_OPTUNA_STORAGE "
+    "or sqlite results/optuna.db)",
+)
+@click.option(
     "--budget",
     default=None,
     metavar="FLOPS",
@@ -75,7 +81,7 @@ from bench.errors import BenchError
 @data_dir_option
 @skip_bad_option
 @engine_options
-def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, budget, budget_sweep, shard, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
+def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encoder, overrides, eval_overrides, tuned, storage, budget, budget_sweep, shard, data_dir, skip_bad, device, precision, workers, no_mlflow, tracking_uri, no_progress) -> None:  # fmt: skip
     """Pre-train (or reuse), evaluate every task x protocol x seed, update the leaderboard."""
     from bench.budget import parse_budgets
     from bench.evaluate.run import RunPlan, run_benchmark, summary_table
@@ -112,7 +118,9 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
     report_skipped(dataset)
     started = time.time()
     engine = make_engine(device, precision, workers, no_mlflow, tracking_uri, no_progress)
-    records = run_benchmark(plan, dataset, engine, echo=lambda m: click.echo(m, err=True))
+    records = run_benchmark(
+        plan, dataset, engine, echo=lambda m: click.echo(m, err=True), storage=storage
+    )
     kind = "  [SYNTHETIC data: not a result about real ECG]" if dataset.is_synthetic else ""
     click.echo(f"\ndataset: {dataset.name}{kind}")
     click.echo("test macro AUROC on fold 10, point(CI 5-95 %):")
@@ -205,9 +213,10 @@ def tune_command(method, task, protocol, trials, tune_pretrain, storage, seed, p
                            "precision": engine.precision,
                            "precision_reason": engine.precision_reason})  # fmt: skip
         parent.log_metrics({"best_val_macro_auroc": best.value})
-    click.echo(f"study {study.study_name} in {tuning.storage_url(storage)}")
+    click.echo(f"study {study.study_name} in {tuning.shown_url(tuning.storage_url(storage))}")
     click.echo(
-        f"trials: {len(study.trials)}; best #{best.number}: validation macro AUROC {best.value:.4f}"
+        f"trials: {tuning.finished_trials(study)}; best #{best.number}: validation macro AUROC "
+        f"{best.value:.4f}"
     )
     for key, value in best.params.items():
         click.echo(f"  {key} = {value}")

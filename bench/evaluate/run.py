@@ -98,9 +98,10 @@ def prepare_subject(
 
 
 def run_benchmark(
-    plan: RunPlan, dataset, engine, echo: Callable[[str], None] = print
+    plan: RunPlan, dataset, engine, echo: Callable[[str], None] = print, storage: str | None = None
 ) -> list[dict]:
-    """Run ``plan`` on ``dataset``; returns the records (new and reused) in plan order."""
+    """Run ``plan`` on ``dataset``; returns the records (new and reused) in plan order.
+    ``storage``: the Optuna storage URL ``plan.tuned`` reads (default: :func:`storage_url`)."""
     from bench.evaluate.runner import Evaluator
     from bench.report.build import write_report
     from bench.results import RecordStore
@@ -173,7 +174,7 @@ def run_benchmark(
                         from bench.tuning import tuned_eval_config
 
                         cfg, tuned = tuned_eval_config(
-                            eval_cfg, subject.run_id, td.task.name, protocol
+                            eval_cfg, subject.run_id, td.task.name, protocol, storage
                         )
                     for fraction in plan.fractions:
                         for seed in range(plan.seeds):
