@@ -39,6 +39,9 @@ def _isolated_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("BENCH_OPTUNA_STORAGE", raising=False)
     monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path / "results"))
+    from bench.tracking import _Outage
+
+    _Outage.reset()  # a tracking server lost in one in-process test is not lost in the next
 
 
 NATIVE_BF16 = (True, "CPU with AVX512-BF16")

@@ -99,10 +99,19 @@ def postgres_server() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        stop_process_group(self.process)
+
+
 @contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
+def mlflow_server(root: Path) -> Iterator[MlflowServer]:
     """``mlflow server`` with a SQLite backend and a local artifact root under ``root``, on
-    127.0.0.1; yields its URL, stops it (the whole process group) afterwards."""
+    127.0.0.1; stopped (the whole process group) afterwards, even when the test fails."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "server.log", "w")  # noqa: SIM115 (closed below)
@@ -127,7 +136,7 @@ def mlflow_server(root: Path) -> Iterator[str]:
                     f"mlflow server did not start:\n{(root / 'server.log').read_text()}"
                 )
             time.sleep(0.5)
-        yield url
+        yield MlflowServer(url, process)
     finally:
         stop_process_group(process)
         log.close()

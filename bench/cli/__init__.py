@@ -60,7 +60,10 @@ _STORAGE_ERRNOS = {
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print a message and hint, not a traceback."""
     try:
-        cli.main(args=argv, prog_name="bench", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="bench", standalone_mode=False)
+        finally:
+            _say_what_was_not_tracked()
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -105,6 +108,14 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
+
+
+def _say_what_was_not_tracked() -> None:
+    """Once per command, the runs a lost MLflow server did not track (bench.tracking)."""
+    tracking = sys.modules.get("bench.tracking")  # never imported: nothing was tracked
+    note = tracking.untracked_note() if tracking is not None else None
+    if note:
+        click.echo(note, err=True)
 
 
 # What SQLite reports when it cannot write its file: ENOSPC, EFBIG (a quota or RLIMIT_FSIZE),
