@@ -20,25 +20,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-$(CHROMIUM):
+# $(call apt_install,DEBIAN PACKAGE,THE TESTS THAT NEED IT): installed with apt-get where we
+# are root; elsewhere those tests are skipped, and this says how to install the package.
+define apt_install
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's chromium (for the HTML report's browser test)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-	    || echo "WARNING: chromium could not be installed: the browser test will be skipped"; \
+	  echo "installing Debian's $(1) (for $(2))"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) \
+	    || echo "WARNING: $(1) could not be installed: $(2) will be skipped"; \
 	else \
-	  echo "NOTE: $(CHROMIUM) not found: the HTML report's browser test will be skipped."; \
-	  echo "      Install it with: sudo apt-get install chromium (Debian), then run make test."; \
+	  echo "NOTE: $(1) is not installed: $(2) will be skipped."; \
+	  echo "      Install it with: sudo apt-get install $(1) (Debian), then run make test."; \
 	fi
+endef
+
+$(CHROMIUM):
+	$(call apt_install,chromium,the HTML report's browser test)
 
 $(PG_CTL):
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's postgresql (for the shared Optuna study test)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
-	    || echo "WARNING: postgresql could not be installed: the PostgreSQL test will be skipped"; \
-	else \
-	  echo "NOTE: PostgreSQL server binaries not found: the PostgreSQL test will be skipped."; \
-	  echo "      Install them with: sudo apt-get install postgresql (Debian), then run make test."; \
-	fi
+	$(call apt_install,postgresql,the PostgreSQL tuning tests)
+
 
 install: $(STAMP) $(CHROMIUM) $(PG_CTL)
 
