@@ -171,10 +171,24 @@ def data_info(data_dir, skip_bad) -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="time at most this many wfdb reads"
 )
-def data_benchmark(data_dir, rate, limit) -> None:
+@click.option(
+    "--identity",
+    is_flag=True,
+    help="instead: time the content fingerprint (first-time hashing, warm check) per rate and "
+    "project it on the full release",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="hashing threads (--identity)"
+)
+def data_benchmark(data_dir, rate, limit, identity, threads) -> None:
     """Time reading the training split: memory-mapped cache vs per-record wfdb reads."""
-    from bench.data.benchmark import benchmark_training_read
+    from bench.data.benchmark import benchmark_identity, benchmark_training_read
 
     dataset = open_dataset(data_dir)
-    for line in benchmark_training_read(dataset, rate, limit=limit):
+    lines = (
+        benchmark_identity(dataset, threads)
+        if identity
+        else benchmark_training_read(dataset, rate, limit=limit)
+    )
+    for line in lines:
         click.echo(line)
