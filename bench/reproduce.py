@@ -17,8 +17,13 @@ precision) are reported as notes: they explain differences, they are not differe
   weights are compared with the original checkpoint, so the whole chain is checked.
 * **Reference rows** (``random`` / ``supervised``) rebuild their encoder from their config and
   seed, as ``bench run`` does.
-* The data used now must have the record's fingerprint (metadata bytes plus each record file's
-  name, size and mtime); otherwise nothing runs.
+* The data used now must have the record's fingerprint, a hash of the content of the metadata
+  tables and of every record file (:mod:`bench.data.identity`): a byte-identical copy anywhere
+  reproduces, other data is refused before anything runs. A record that predates content
+  identity (its fingerprint hashed file mtimes, ``fingerprint_kind`` absent) is accepted on the
+  untouched files whose mtimes still match; elsewhere it is refused unless
+  ``unchecked_data=True`` (``--unchecked-data``), which runs it anyway and reports every
+  difference.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class Reproduction:
     workdir: Path | None
     tolerance: float
     extra_differences: list[str] = field(default_factory=list)
+    data: str = ""  # how the data was checked against the record's fingerprint
 
     @property
     def differences(self) -> list[str]:
@@ -171,6 +177,7 @@ def reproduce(
     workers: int = 2,
     keep: bool = False,
     progress: bool = False,
+    unchecked_data: bool = False,
     echo: Callable[[str], None] = lambda m: None,
 ) -> Reproduction:
     """Re-run the evaluation of the record at ``path`` with its exact configuration.
@@ -183,10 +190,12 @@ def reproduce(
         device: where to run (default: the record's device, else the CPU).
         workers: DataLoader workers of a re-run pre-training.
         keep: keep the temporary results directory (its path is in the result).
+        unchecked_data: run a record that predates content identity on ``dataset`` even when
+            its old (mtime) fingerprint cannot confirm the data; differences are reported.
         echo: progress messages.
     """
     from bench.config import config_hash, from_dict
-    from bench.data.cache import prepare_cache, source_fingerprint, source_rate_for
+    from bench.data.cache import prepare_cache
     from bench.evaluate.config import EvalConfig, check_protocol
     from bench.evaluate.runner import Evaluator
     from bench.evaluate.subjects import REFERENCES, ReferenceConfig, reference_subject
@@ -200,15 +209,12 @@ def reproduce(
 
     # -- the data: refuse before any work when it is not the data the record used
     rate = int(record["dataset"]["rate"])
-    fingerprint = source_fingerprint(dataset, source_rate_for(dataset, rate))
-    if fingerprint != record["dataset"]["fingerprint"]:
-        raise BenchError(
-            f"the dataset {dataset.name} at {dataset.root} is not the data the record used: its "
-            f"fingerprint at {rate} Hz is {fingerprint[:12]}..., the record's is "
-            f"{str(record['dataset']['fingerprint'])[:12]}... ({record['dataset'].get('name')})",
-            hint="pass --data-dir pointing at the dataset the record was computed on (the "
-            "fingerprint covers the metadata CSVs and each record file's name, size and mtime, "
-            "so a re-download or copy that changes mtimes differs too)",
+    data_line, legacy = check_data(record, dataset, rate, unchecked_data, progress)
+    notes: list[str] = []
+    if legacy:
+        notes.append(
+            "the record predates content identity: its run id and data fingerprint were computed "
+            "from file mtimes, so ids differ now by design"
         )
     cache = prepare_cache(dataset, rate, progress=progress)
 
@@ -230,8 +236,10 @@ def reproduce(
 
     torch_device = resolve_device(device_name)
     workdir = Path(tempfile.mkdtemp(prefix="bench-reproduce-"))
-    notes: list[str] = []
     extra: list[str] = []
+    # A record from before content identity has run ids keyed by the old fingerprint: a new id
+    # is expected there, a note rather than a difference.
+    ids_differ = notes if legacy else extra
     try:
         with _results_dir(workdir):
             if name in REFERENCES:
@@ -244,9 +252,10 @@ def reproduce(
                     name, cfg, record, results_root, dataset, cache, pretrain, device_name,
                     workers, progress, workdir, echo,
                 )  # fmt: skip
-                extra += more
+                for line in more:
+                    (ids_differ if line.startswith("pre-training run id") else extra).append(line)
             if subject.run_id != key.run_id:
-                extra.append(f"run id: recorded {key.run_id}, now {subject.run_id}")
+                ids_differ.append(f"run id: recorded {key.run_id}, now {subject.run_id}")
             store = RecordStore(workdir / "records")
             evaluator = Evaluator(
                 subject, dataset, cache, eval_cfg, torch_device, record["precision"], store
@@ -284,6 +293,60 @@ def reproduce(
         workdir=workdir if keep else None,
         tolerance=float(tolerance),
         extra_differences=extra,
+        data=data_line,
+    )
+
+
+def check_data(
+    record: dict, dataset, rate: int, unchecked: bool = False, progress: bool = False
+) -> tuple[str, bool]:
+    """Check ``dataset`` against the record's data fingerprint before anything runs.
+
+    Returns the report's line on the data and whether the record predates content identity.
+
+    Raises:
+        BenchError: other data (a content fingerprint that differs); or a record from before
+            content identity whose mtime fingerprint does not match, unless ``unchecked``.
+    """
+    from bench.data.cache import legacy_source_fingerprint, source_fingerprint, source_rate_for
+    from bench.data.identity import CONTENT_KIND, fingerprint_kind
+
+    recorded = str(record["dataset"]["fingerprint"])
+    source_rate = source_rate_for(dataset, rate)
+    now = source_fingerprint(dataset, source_rate, progress=progress)
+    what = f"the dataset {dataset.name} at {dataset.root}"
+    if fingerprint_kind(record["dataset"]) == CONTENT_KIND:
+        if now != recorded:
+            raise BenchError(
+                f"{what} is not the data the record used: its fingerprint at {rate} Hz is "
+                f"{now[:12]}..., the record's is {recorded[:12]}... "
+                f"({record['dataset'].get('name')})",
+                hint="pass --data-dir pointing at the dataset the record was computed on (the "
+                "fingerprint hashes the content of the metadata CSVs and of every record file: "
+                "any byte-identical copy matches, wherever it lies)",
+            )
+        return f"fingerprint {recorded[:12]}... matches (content SHA-256)", False
+    # A record written before content identity: its fingerprint hashed each record file's size
+    # and mtime. The untouched files it was computed on still match that; a copy does not.
+    if legacy_source_fingerprint(dataset, source_rate) == recorded:
+        return (
+            f"fingerprint {recorded[:12]}... (file mtimes: the record predates content "
+            f"identity) matches the files as they are; content fingerprint now {now[:12]}...",
+            True,
+        )
+    if not unchecked:
+        raise BenchError(
+            f"the record predates content identity: its data fingerprint {recorded[:12]}... "
+            f"hashed each record file's size and mtime, and {what} does not match it (a copy, "
+            "re-download or checkout has other mtimes), so whether it is the same data cannot "
+            "be checked",
+            hint="pass --unchecked-data to run it on this dataset anyway and report every "
+            "difference, or reproduce it on the untouched files it was computed on",
+        )
+    return (
+        f"NOT CHECKED (--unchecked-data): the record predates content identity, its fingerprint "
+        f"{recorded[:12]}... (file mtimes) does not match; content fingerprint now {now[:12]}...",
+        True,
     )
 
 
@@ -501,8 +564,8 @@ def format_report(rep: Reproduction) -> str:
         f"record:       {rep.record_path}",
         f"evaluation:   {r['method']} ({r.get('encoder')}, {r['kind']}) on {r['task']}, "
         f"{r['protocol']}, label fraction {r['label_fraction']:g}, seed {r['seed']}",
-        f"dataset:      {r['dataset'].get('name')}{kind}, fingerprint "
-        f"{str(r['dataset']['fingerprint'])[:12]}... matches",
+        f"dataset:      {r['dataset'].get('name')}{kind}, "
+        + (rep.data or f"fingerprint {str(r['dataset']['fingerprint'])[:12]}... matches"),
         f"pre-training: {rep.pretrain}",
         f"re-run in:    {rep.workdir if rep.workdir else 'a temporary directory (removed; --keep keeps it)'}",
         "",

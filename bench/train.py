@@ -346,6 +346,7 @@ class _Run:
             config = {
                 **self.params(),
                 "data_fingerprint": self.data_fingerprint,
+                "data_fingerprint_kind": self.cache.fingerprint_kind,
                 "extra_corpora": [other.manifest["dataset_root"] for other in self.extra],
             }
             (self.dir / "config.json").write_text(json.dumps(config, indent=1))

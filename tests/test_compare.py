@@ -108,8 +108,19 @@ def test_compare_refuses_unknown_subjects_and_other_datasets(tmp_path):
     other = fake_record("mae", dataset="PTB-XL 1.0.3", seed=0)
     other["dataset"]["fingerprint"] = "e" * 64
     write_fake(store, other, fake_arrays(200, 5, 1.0, 0, ids_seed=7))
-    with pytest.raises(BenchError, match="different datasets"):
+    with pytest.raises(BenchError, match="different datasets") as info:
         compare_subjects(store, "jepa", "mae", "superdiagnostic", "linear")
+    assert "one BENCH_RESULTS_DIR" in info.value.hint
+
+
+def test_compare_says_when_one_side_predates_content_identity(tmp_path):
+    store = _store_with(tmp_path)  # fake records: no fingerprint_kind, as before content identity
+    newer = fake_record("mae", dataset="PTB-XL 1.0.3", seed=0)
+    newer["dataset"].update(fingerprint="e" * 64, fingerprint_kind="content-sha256")
+    write_fake(store, newer, fake_arrays(200, 5, 1.0, 0, ids_seed=7))
+    with pytest.raises(BenchError, match="different datasets") as info:
+        compare_subjects(store, "jepa", "mae", "superdiagnostic", "linear")
+    assert "predate content identity" in info.value.hint
 
 
 def test_compare_cli_prints_verdict_and_json(tmp_path, monkeypatch):

@@ -186,7 +186,8 @@ def test_other_data_is_refused_before_any_work(original, tmp_path, capsys):
     )
     assert code == 1
     assert "is not the data the record used" in stderr and "hint: pass --data-dir" in stderr
-    assert not (tmp_path / "results" / "cache").exists()  # refused before building a cache
+    # refused before building a cache (only the digest index of the data it checked is kept)
+    assert not list((tmp_path / "results" / "cache").rglob("*.npy"))
 
 
 def test_record_with_another_fingerprint_is_refused(original, small_synthetic, tmp_path):
@@ -214,6 +215,112 @@ def test_missing_checkpoint_asks_for_pretrain(original, small_synthetic, tmp_pat
     with pytest.raises(BenchError, match="checkpoint of jepa-tiny-.* is gone") as info:
         reproduce(record, PTBXL(small_synthetic))
     assert "--pretrain" in info.value.hint
+
+
+# --------------------------------------------------------------------------- data identity
+def copy_data(src: Path, dest: Path) -> Path:
+    """A byte-identical copy of a dataset whose files all have new mtimes (and inodes)."""
+    shutil.copytree(src, dest, copy_function=shutil.copyfile)
+    for i, path in enumerate(sorted(dest.rglob("*"))):
+        if path.is_file():
+            os.utime(path, (1_600_000_000 + i, 1_600_000_000 + i))
+    return dest
+
+
+def test_a_byte_identical_copy_of_the_data_reproduces(original, small_synthetic, tmp_path, capsys):
+    """The reference row's run id is recomputed from the data fingerprint: the same bytes in
+    another place, with other mtimes, give the same run id and an identical reproduction."""
+    results, records = original
+    copy = copy_data(small_synthetic, tmp_path / "elsewhere" / "data")
+    code, stdout, stderr = bench_here(
+        capsys, "reproduce", str(records["random"]), "--data-dir", str(copy), "--no-progress"
+    )
+    assert code == 0, stdout + stderr
+    assert "matches (content SHA-256)" in stdout and "result: identical" in stdout
+    assert "run id" not in stdout  # the same run id (a new one would be listed)
+
+
+def as_old_record(record: Path, fingerprint: str) -> None:
+    """Make ``record`` look written before content identity: an mtime fingerprint, no kind."""
+
+    def change(r):
+        r["dataset"].pop("fingerprint_kind")
+        r["dataset"]["fingerprint"] = fingerprint
+
+    edit_json(record, change)
+
+
+def test_a_record_from_before_content_identity(original, small_synthetic, tmp_path, capsys):
+    """An old record still reproduces on the untouched files its mtime fingerprint matches; on
+    a copy it is refused with a hint naming --unchecked-data, which runs it and reports."""
+    from bench.data.cache import legacy_source_fingerprint
+    from bench.data.ptbxl import PTBXL
+
+    results, records = original
+    store = copy_results(results, tmp_path / "store")
+    record = moved(records["random"], results, store)
+    as_old_record(record, legacy_source_fingerprint(PTBXL(small_synthetic), 100))
+
+    code, stdout, stderr = bench_here(
+        capsys, "reproduce", str(record), "--data-dir", str(small_synthetic), "--no-progress"
+    )
+    assert code == 0, stdout + stderr
+    assert "(file mtimes: the record predates content identity) matches" in stdout
+    assert "result: identical" in stdout
+
+    copy = copy_data(small_synthetic, tmp_path / "copy")
+    code, stdout, stderr = bench_here(
+        capsys, "reproduce", str(record), "--data-dir", str(copy), "--no-progress"
+    )
+    assert code == 1 and "Traceback" not in stderr
+    assert "the record predates content identity" in stderr
+    assert "hint: pass --unchecked-data" in stderr and "result:" not in stdout
+
+    code, stdout, stderr = bench_here(
+        capsys, "reproduce", str(record), "--data-dir", str(copy), "--unchecked-data",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 0, stdout + stderr
+    assert "NOT CHECKED (--unchecked-data)" in stdout and "result: identical" in stdout
+
+
+def test_unchecked_data_reports_every_difference(original, tmp_path, capsys):
+    """Run anyway on other data: the evaluation runs, and each difference is listed (exit 1)."""
+    from conftest import make_ptbxl
+
+    results, records = original
+    store = copy_results(results, tmp_path / "store")
+    record = moved(records["random"], results, store)
+    as_old_record(record, "0" * 64)
+    other = make_ptbxl(tmp_path / "other", n=60, rates=(100,))
+    code, stdout, stderr = bench_here(
+        capsys, "reproduce", str(record), "--data-dir", str(other), "--unchecked-data",
+        "--no-progress",
+    )  # fmt: skip
+    assert code == 1, stdout + stderr
+    assert "NOT CHECKED" in stdout and "result: DIFFERENT" in stdout
+    assert "counts: recorded" in stdout and "npz test_ecg_ids" in stdout
+    assert "predates content identity" in stdout and "run id: recorded" in stdout  # notes
+
+
+def test_records_from_before_content_identity_still_report_and_compare(original, tmp_path,
+                                                                      capsys):  # fmt: skip
+    results, records = original
+    store = copy_results(results, tmp_path / "store")
+    for record in records.values():
+        as_old_record(moved(record, results, store), "9" * 64)
+    code, stdout, stderr = bench_here(capsys, "report", "--results", str(store), "--no-figures")
+    assert code == 0, stdout + stderr
+    assert "2 records -> 1 leaderboard(s)" in stdout
+    from bench.results import RecordStore
+
+    kinds = {r["dataset"].get("fingerprint_kind") for r in RecordStore(store / "records").records()}
+    assert kinds == {None}
+    os.environ["BENCH_RESULTS_DIR"] = str(store)  # restored by the autouse fixture
+    code, stdout, stderr = bench_here(
+        capsys, "compare", "jepa", "random", "--task", "superdiagnostic", "--resamples", "100"
+    )
+    assert code == 0, stdout + stderr
 
 
 @pytest.mark.parametrize("where", ["loose copy", "not json", "no such file"])

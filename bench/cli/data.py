@@ -113,18 +113,21 @@ def data_prepare(data_dir, rates, workers, skip_bad, force, no_progress) -> None
 
     dataset = open_dataset(data_dir, skip_bad=skip_bad, quiet=no_progress)
     report_skipped(dataset)
+    labels = {
+        "ready": "up to date",
+        "stale": "rebuilt (source changed)",
+        "missing": "built",
+        "outdated": "rebuilt (older cache format)",
+    }
     for rate in rates or (100,):
-        state = (
-            "rebuilt"
-            if force
-            else {"ready": "up to date", "stale": "rebuilt (source changed)", "missing": "built"}[
-                cache_state(dataset, rate)
-            ]
-        )
+        # the first check of a dataset hashes its files (then remembered): show that progress
+        state = "rebuilt" if force else labels[cache_state(dataset, rate, progress=not no_progress)]
         cache = prepare_cache(
             dataset, rate, workers=workers, skip_bad=skip_bad, progress=not no_progress, force=force
         )
         m = cache.manifest
+        if state == labels["outdated"] and "upgraded_from" in m:
+            state = "upgraded to a content fingerprint (source unchanged, not rebuilt)"
         src = f" (resampled from {m['source_rate']} Hz)" if m["resampled"] else ""
         click.echo(
             f"{rate} Hz cache {state}: {m['shape'][0]} records x 12 leads x {m['shape'][2]} samples{src} at {cache.path}"
@@ -171,10 +174,24 @@ def data_info(data_dir, skip_bad) -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="time at most this many wfdb reads"
 )
-def data_benchmark(data_dir, rate, limit) -> None:
+@click.option(
+    "--identity",
+    is_flag=True,
+    help="instead: time the content fingerprint (first-time hashing, warm check) per rate and "
+    "project it on the full release",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="hashing threads (--identity)"
+)
+def data_benchmark(data_dir, rate, limit, identity, threads) -> None:
     """Time reading the training split: memory-mapped cache vs per-record wfdb reads."""
-    from bench.data.benchmark import benchmark_training_read
+    from bench.data.benchmark import benchmark_identity, benchmark_training_read
 
     dataset = open_dataset(data_dir)
-    for line in benchmark_training_read(dataset, rate, limit=limit):
+    lines = (
+        benchmark_identity(dataset, threads)
+        if identity
+        else benchmark_training_read(dataset, rate, limit=limit)
+    )
+    for line in lines:
         click.echo(line)

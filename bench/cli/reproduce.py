@@ -36,8 +36,14 @@ from bench.cli.common import data_dir_option, open_dataset, report_skipped, skip
     help="DataLoader worker processes for a re-run pre-training",
 )
 @click.option("--keep", is_flag=True, help="keep the temporary results directory of the re-run")
+@click.option(
+    "--unchecked-data",
+    is_flag=True,
+    help="run a record that predates content identity (its data fingerprint hashed file mtimes) "
+    "even when the data cannot be checked against it; every difference is reported",
+)
 @click.option("--no-progress", is_flag=True)
-def reproduce_command(record, data_dir, skip_bad, re_pretrain, tolerance, device, workers, keep, no_progress) -> None:  # fmt: skip
+def reproduce_command(record, data_dir, skip_bad, re_pretrain, tolerance, device, workers, keep, unchecked_data, no_progress) -> None:  # fmt: skip
     """Re-run a run record's exact evaluation and report any difference (exit 1 if any).
 
     RECORD is a record's .json under results/records/. The re-run goes to a temporary results
@@ -49,7 +55,7 @@ def reproduce_command(record, data_dir, skip_bad, re_pretrain, tolerance, device
     report_skipped(dataset)
     result = reproduce(
         record, dataset, pretrain=re_pretrain, tolerance=tolerance, device=device,
-        workers=workers, keep=keep, progress=not no_progress,
+        workers=workers, keep=keep, progress=not no_progress, unchecked_data=unchecked_data,
         echo=lambda m: click.echo(m, err=True),
     )  # fmt: skip
     click.echo(format_report(result))

@@ -6,9 +6,13 @@ times. ``prepare_cache`` converts the WFDB records once into one float32 array `
 
 Guarantees:
 
-* **Fingerprinted**: the manifest stores a hash of the metadata tables and of every source
-  record file's name, size and mtime; a changed source makes the cache stale and
-  ``prepare_cache`` rebuilds it. ``open_cache`` refuses a stale cache.
+* **Fingerprinted by content**: the manifest stores the source's content fingerprint
+  (:mod:`bench.data.identity`: SHA-256 of the metadata tables and of every source record file,
+  remembered in a digest index beside the cache); a changed byte makes the cache stale and
+  ``prepare_cache`` rebuilds it. ``open_cache`` refuses a stale cache. A byte-identical copy of
+  the dataset has the same fingerprint, hence the same run ids and records.
+* **Upgraded in place**: a cache of the previous format (stat fingerprint) whose source is
+  unchanged gets a content fingerprint in its manifest instead of being rebuilt.
 * **Atomic**: the cache is built in a temporary sibling directory, its manifest written last,
   and renamed into place; an interrupted prepare never leaves a directory that looks complete.
   A file lock serialises concurrent prepares of the same cache.
@@ -34,6 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.atomic import remove_dead_temporaries
+from bench.data.identity import (
+    CONTENT_KIND,
+    DigestIndex,
+    content_fingerprint,
+    fingerprint_kind,
+    legacy_hash_file_stats,
+)
 from bench.data.ptbxl import (
     LEADS_12,
     PTBXL,
@@ -45,7 +56,9 @@ from bench.data.transforms import resample
 from bench.errors import DataError
 from bench.paths import cache_dir
 
-CACHE_FORMAT = 1
+# 2: content fingerprints (format 1 fingerprinted record files by size and mtime).
+CACHE_FORMAT = 2
+_METADATA = ("ptbxl_database.csv", "scp_statements.csv")
 _CHUNK = 64  # records per worker task: large enough to amortise IPC, small for a smooth bar
 
 
@@ -68,28 +81,45 @@ def dataset_slug(dataset: PTBXL) -> str:
     return f"{name}-{hashlib.sha256(str(dataset.root).encode()).hexdigest()[:8]}"
 
 
-def source_fingerprint(dataset: PTBXL, source_rate: int) -> str:
-    """Hash of the metadata tables plus each record file's name, size and mtime at ``source_rate``.
+def source_fingerprint(
+    dataset: PTBXL,
+    source_rate: int,
+    cache_root: Path | None = None,
+    *,
+    progress: bool = False,
+) -> str:
+    """Content fingerprint of the metadata tables and every record file at ``source_rate``.
 
-    Stat-based for the records (hashing 1.7 GB on every open would defeat the cache); byte-based
-    for the two CSVs, which decide labels and folds.
+    A function of ``(relative path, SHA-256)`` pairs only (:func:`content_fingerprint`): the
+    same bytes give the same fingerprint on any machine and whatever the files' mtimes. Digests
+    are remembered in the dataset's digest index beside its caches (under ``cache_root``), so
+    only new or touched files are read.
+
+    Raises:
+        DataError: a file vanished or changed while it was hashed, or cannot be read.
     """
-    h = hashlib.sha256(f"format={CACHE_FORMAT};source_rate={source_rate}".encode())
-    for name in ("ptbxl_database.csv", "scp_statements.csv"):
+    files = [dataset.root / name for name in _METADATA]
+    files += dataset.record_files(dataset.metadata.index, source_rate)
+    index = DigestIndex(digest_index_dir(dataset, cache_root), dataset.root)
+    return content_fingerprint(index.digests(files, progress=progress).items())
+
+
+def digest_index_dir(dataset: PTBXL, cache_root: Path | None = None) -> Path:
+    """Where the dataset's digest index lives: beside its caches, never inside the dataset."""
+    return Path(cache_root or cache_dir()) / dataset_slug(dataset)
+
+
+def legacy_source_fingerprint(dataset: PTBXL, source_rate: int) -> str:
+    """The fingerprint of cache format 1 (metadata bytes, each record file's size and mtime).
+
+    Only used to tell whether an old cache still matches its source, so it can be upgraded.
+    """
+    h = hashlib.sha256(f"format=1;source_rate={source_rate}".encode())
+    for name in _METADATA:
         h.update((dataset.root / name).read_bytes())
-    hash_file_stats(h, dataset.record_files(dataset.metadata.index, source_rate), dataset.root)
+    files = dataset.record_files(dataset.metadata.index, source_rate)
+    legacy_hash_file_stats(h, files, dataset.root)
     return h.hexdigest()
-
-
-def hash_file_stats(h, files, root: Path) -> None:
-    """Feed ``h`` each file's path under ``root``, size and mtime (``name:missing`` if absent):
-    a file that changes changes the fingerprint, without reading its bytes."""
-    for f in files:
-        try:
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
-        except FileNotFoundError:
-            h.update(f"{f.name}:missing;".encode())
 
 
 @dataclass(frozen=True)
@@ -106,6 +136,11 @@ class SignalCache:
     @property
     def fingerprint(self) -> str:
         return str(self.manifest["fingerprint"])
+
+    @property
+    def fingerprint_kind(self) -> str:
+        """``content-sha256`` (or ``stat-mtime`` for a manifest written before it)."""
+        return fingerprint_kind(self.manifest)
 
     @cached_property
     def signals(self) -> np.ndarray:
@@ -135,13 +170,18 @@ def cache_path(dataset: PTBXL, rate: int, cache_root: Path | None = None) -> Pat
     return Path(cache_root or cache_dir()) / dataset_slug(dataset) / f"{rate}hz"
 
 
-def cache_state(dataset: PTBXL, rate: int, cache_root: Path | None = None) -> str:
-    """``"ready"``, ``"stale"`` (source changed since the prepare) or ``"missing"``."""
+def cache_state(
+    dataset: PTBXL, rate: int, cache_root: Path | None = None, *, progress: bool = False
+) -> str:
+    """``"ready"``, ``"stale"`` (source changed since the prepare), ``"outdated"`` (an older
+    cache format: ``prepare_cache`` upgrades or rebuilds it) or ``"missing"``."""
     path = cache_path(dataset, rate, cache_root)
     manifest = _read_manifest(path)
     if manifest is None:
-        return "missing"
-    current = source_fingerprint(dataset, int(manifest["source_rate"]))
+        return "outdated" if _read_manifest(path, any_format=True) else "missing"
+    current = source_fingerprint(
+        dataset, int(manifest["source_rate"]), cache_root, progress=progress
+    )
     return "ready" if manifest["fingerprint"] == current else "stale"
 
 
@@ -153,9 +193,11 @@ def open_cache(
     manifest = _read_manifest(path)
     hint = f"run `bench data prepare --rate {rate}` (with the same --data-dir)"
     if manifest is None:
+        if _read_manifest(path, any_format=True):
+            raise DataError(f"the {rate} Hz cache at {path} has an older format", hint=hint)
         raise DataError(f"no {rate} Hz cache for {dataset.root} (looked in {path})", hint=hint)
     if verify and manifest["fingerprint"] != source_fingerprint(
-        dataset, int(manifest["source_rate"])
+        dataset, int(manifest["source_rate"]), cache_root
     ):
         raise DataError(
             f"the {rate} Hz cache at {path} is stale: the dataset changed since it was built",
@@ -189,10 +231,14 @@ def prepare_cache(
     final.parent.mkdir(parents=True, exist_ok=True)
     source_rate = source_rate_for(dataset, rate)
     with FileLock(str(final.parent / f".{rate}hz.lock")):
-        fingerprint = source_fingerprint(dataset, source_rate)
+        fingerprint = source_fingerprint(dataset, source_rate, cache_root, progress=progress)
         existing = _read_manifest(final)
         if existing and existing["fingerprint"] == fingerprint and not force:
             return SignalCache(final, existing)
+        if existing is None and not force:
+            upgraded = _upgrade(dataset, final, source_rate, fingerprint)
+            if upgraded is not None:
+                return SignalCache(final, upgraded)
         remove_dead_temporaries(final.parent, ".tmp-*")
         remove_dead_temporaries(final.parent, ".old-*")
         tmp = final.parent / f".tmp-{rate}hz-{os.getpid()}"
@@ -288,6 +334,7 @@ def _build(dataset, rate, source_rate, fingerprint, tmp: Path, workers, skip_bad
         "dtype": "float32",
         "units": "mV",
         "fingerprint": fingerprint,
+        "fingerprint_kind": CONTENT_KIND,
         "skipped": {str(k): v for k, v in sorted(problems.items())},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.time() - started, 2),
@@ -326,9 +373,38 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _read_manifest(path: Path) -> dict | None:
+def _upgrade(dataset: PTBXL, final: Path, source_rate: int, fingerprint: str) -> dict | None:
+    """Give a format-1 cache whose source is unchanged (same stat fingerprint) the content
+    ``fingerprint`` instead of rebuilding it: its arrays are what format 2 would build. Returns
+    the new manifest, or None when there is nothing to upgrade (call under the cache's lock)."""
+    old = _read_manifest(final, any_format=True)
+    if not old or old.get("format") != 1 or old.get("source_rate") != source_rate:
+        return None
+    if old.get("fingerprint") != legacy_source_fingerprint(dataset, source_rate):
+        return None  # the source changed since: rebuild
+    manifest = {
+        **old,
+        "format": CACHE_FORMAT,
+        "fingerprint": fingerprint,
+        "fingerprint_kind": CONTENT_KIND,
+        "upgraded_from": {"format": 1, "fingerprint": old["fingerprint"]},
+    }
+    tmp = final / f".manifest.json.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, final / "manifest.json")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def _read_manifest(path: Path, any_format: bool = False) -> dict | None:
+    """The cache's manifest if it is complete and (unless ``any_format``) of this format."""
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
         return None
-    return manifest if manifest.get("format") == CACHE_FORMAT else None
+    if not isinstance(manifest, dict):
+        return None
+    return manifest if any_format or manifest.get("format") == CACHE_FORMAT else None

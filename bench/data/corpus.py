@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.atomic import remove_dead_temporaries
-from bench.data.cache import CACHE_FORMAT, SignalCache, hash_file_stats
+from bench.data.cache import CACHE_FORMAT, SignalCache
+from bench.data.identity import CONTENT_KIND, DigestIndex, content_fingerprint
 from bench.data.ptbxl import LEADS_12, RECORD_SECONDS
 from bench.data.transforms import resample
 from bench.errors import DataError
@@ -117,10 +118,15 @@ def _planned_segments(
     return planned
 
 
-def corpus_fingerprint(root: Path, headers: list[Path], rate: int) -> str:
-    h = hashlib.sha256(f"corpus;format={CACHE_FORMAT};rate={rate}".encode())
-    hash_file_stats(h, (f for hea in headers for f in (hea, hea.with_suffix(".dat"))), root)
-    return h.hexdigest()
+def corpus_fingerprint(
+    root: Path, headers: list[Path], index_dir: Path | None = None, progress: bool = False
+) -> str:
+    """Content fingerprint of the corpus's headers and ``.dat`` files
+    (:func:`bench.data.identity.content_fingerprint`); digests are remembered in ``index_dir``."""
+    files = [f for hea in headers for f in (hea, hea.with_suffix(".dat"))]
+    return content_fingerprint(
+        DigestIndex(index_dir, root).digests(files, progress=progress).items()
+    )
 
 
 def corpus_cache_path(root: Path, rate: int, cache_root: Path | None = None) -> Path:
@@ -156,7 +162,7 @@ def prepare_corpus(
     final = corpus_cache_path(root, rate, cache_root)
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final.parent / f".{rate}hz.lock")):
-        fingerprint = corpus_fingerprint(root, headers, rate)
+        fingerprint = corpus_fingerprint(root, headers, final.parent, progress)
         manifest_path = final / "manifest.json"
         if manifest_path.is_file():
             manifest = json.loads(manifest_path.read_text())
@@ -226,6 +232,7 @@ def prepare_corpus(
                 "dtype": "float32",
                 "units": "mV",
                 "fingerprint": fingerprint,
+                "fingerprint_kind": CONTENT_KIND,
                 "records": len(headers) - len(skipped),
                 "skipped": skipped,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

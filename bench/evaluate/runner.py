@@ -430,6 +430,7 @@ class Evaluator:
                 "name": self.dataset.name,
                 "synthetic": bool(self.dataset.is_synthetic),
                 "fingerprint": self.cache.fingerprint,
+                "fingerprint_kind": self.cache.fingerprint_kind,
                 "rate": self.rate,
             },
             "config": {

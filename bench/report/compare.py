@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.data.identity import fingerprint_kind
 from bench.errors import BenchError
 from bench.evaluate.metrics import paired_bootstrap
 from bench.results import RecordKey, RecordStore
@@ -61,10 +62,18 @@ def compare_subjects(
     rec_b = subject_records(store, b, task, protocol, label_fraction)
     fingerprints = {r["dataset"]["fingerprint"] for r in rec_a + rec_b}
     if len(fingerprints) > 1:
+        hint = "compare records of one dataset (one BENCH_RESULTS_DIR / --data-dir)"
+        if len({fingerprint_kind(r["dataset"]) for r in rec_a + rec_b}) > 1:
+            # an mtime fingerprint and a content one never agree, whatever the data
+            hint = (
+                "some of these records predate content identity (their data fingerprint hashed "
+                "file mtimes): run them again with `bench run` so both sides carry content "
+                "fingerprints"
+            )
         raise BenchError(
             f"{a!r} and {b!r} were evaluated on different datasets "
             f"({rec_a[0]['dataset']['name']} vs {rec_b[0]['dataset']['name']})",
-            hint="compare records of one dataset (one BENCH_RESULTS_DIR / --data-dir)",
+            hint=hint,
         )
     seeds = sorted({r["seed"] for r in rec_a} & {r["seed"] for r in rec_b})
     if not seeds:
