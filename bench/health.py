@@ -7,10 +7,17 @@ pre-training budget behind it was large enough for that to mean anything:
   the loss turned. JEPA-style objectives first fall by predicting the sample-independent part of
   the targets (positions: the *shortcut*), and on a GPU budget the loss later rises again while
   the probe improves; a run that stops while the loss is still falling has not left that phase.
-* :func:`feature_health`: the across-sample spread and the effective rank of the benchmarked
-  encoder's pooled features. A representation that collapses (every input mapped to nearly the
-  same point, or onto a few directions) shows a spread and an effective rank below those of the
-  same encoder at its initial weights.
+* :func:`feature_health`: the across-sample spread, the effective rank and the signal
+  directions of the benchmarked encoder's pooled features, at the end and at init.
+* Two collapses are told apart (:func:`assess`). **Complete** collapse: every input is mapped
+  closer to one point, so the *relative spread* falls below the init encoder's. **Dimensional**
+  collapse: the input-dependent variation squeezes into fewer strong directions while the spread
+  holds. A randomly initialised ViT maps every ECG to nearly the same vector plus small
+  noise-like differences, so its effective rank is high and means little: a contrastive run whose
+  spread grows twelvefold while its effective rank falls from 73 to 25 is learning, not
+  collapsing. The dimensional judgment therefore counts *signal directions* (principal
+  directions that each carry at least 1 % of the features' mean squared norm), which noise at
+  init does not reach, and is made only where the init encoder has at least two of them.
 * :func:`assess`: the warnings the report shows for one run's health block.
 
 Everything here is a pure numpy function; the evaluator (:mod:`bench.evaluate.runner`) computes
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HEALTH_VERSION = 1
+HEALTH_VERSION = 2  # 2: signal_dims in the feature blocks
 
 # ---------------------------------------------------------------------------- loss curve
 MIN_LOSS_STEPS = 10  # fewer finite losses than this: "too short", no judgment
@@ -43,7 +50,9 @@ TAIL_FALL_FRACTION = 0.02  # ... fell by > 2 % of the initial fall and by > 3 st
 TAIL_NOISE_Z = 3.0  # errors of the difference of two smoothed points (sqrt(2) x noise)
 
 # ---------------------------------------------------------------------------- features
-COLLAPSE_RATIO = 0.9  # collapse: effective rank or relative spread < 90 % of the init value
+COLLAPSE_RATIO = 0.9  # collapse: relative spread (or signal directions) < 90 % of init
+SIGNAL_SHARE = 0.01  # a signal direction carries >= 1 % of the mean squared feature norm
+MIN_SIGNAL_DIMS = 2  # fewer at init: the init reference is noise, no dimensional judgment
 
 LOSS_STATUSES = ("too short", "flat", "rising", "turned", "still falling", "plateau")
 LOSS_WARNINGS = {
@@ -78,9 +87,19 @@ DEFINITIONS = {
         "of its singular values normalised to sum to 1; between 1 (one direction) and the "
         "feature dimension D (all directions equally used)."
     ),
+    "signal_dims": (
+        "Signal directions: the principal directions of the centred features that each carry at "
+        "least 1 % of the mean squared feature norm. Noise-like variation (a random encoder at "
+        "init) has none or few; unlike the effective rank, it grows when an encoder learns to "
+        "vary strongly with its input."
+    ),
     "collapse": (
-        "Collapse warning: the effective rank or the relative spread at the end of pre-training "
-        "is below 90 % of the same encoder's at its initial weights, measured on the same crops."
+        "Complete collapse: the relative spread at the end of pre-training is below 90 % of the "
+        "same encoder's at its initial weights (same crops): the features depend less on the "
+        "input than an untrained encoder's. Dimensional collapse: the relative spread held but "
+        "the signal directions fell below 90 % of init (judged only where the init encoder has "
+        "at least 2). A falling effective rank alone is no collapse: from a random init's "
+        "noise-like features, learning concentrates the variation."
     ),
 }
 
@@ -222,7 +241,9 @@ def feature_health(features: np.ndarray) -> dict:
         * ``effective_rank``: Roy & Vetterli (2007), exp(-sum_i p_i log p_i) with
           p_i = sigma_i / sum_j sigma_j the singular values of the centred matrix X - mean(X);
           1 for rank-one variation, about D for isotropic features with N >> D, 0 when the
-          samples do not vary at all.
+          samples do not vary at all;
+        * ``signal_dims``: the number of eigenvalues of the features' covariance of at least
+          :data:`SIGNAL_SHARE` x mean_n ||x_n||^2 (scale-free, like the relative spread).
     """
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2:
@@ -238,6 +259,7 @@ def feature_health(features: np.ndarray) -> dict:
         "relative_spread": None,
         "mean_norm": None,
         "effective_rank": None,
+        "signal_dims": None,
     }
     if n < 2 or d == 0:
         return out
@@ -246,28 +268,34 @@ def feature_health(features: np.ndarray) -> dict:
     mean_square_norm = float((x**2).sum(axis=1).mean())
     total = float(variance.sum())
     relative = math.sqrt(total / mean_square_norm) if mean_square_norm > 0 else 0.0
+    sigma = singular_values(centred)
+    eigen = sigma**2 / n  # the covariance's eigenvalues: the variance along each direction
     out.update(
         spread=float(np.sqrt(variance).mean()),
         relative_spread=min(relative, 1.0),  # rounding may put an exact 1 a hair above
         mean_norm=float(np.linalg.norm(x, axis=1).mean()),
-        effective_rank=effective_rank(centred),
+        effective_rank=effective_rank(centred, sigma),
+        signal_dims=int((eigen >= SIGNAL_SHARE * mean_square_norm).sum())
+        if mean_square_norm > 0
+        else 0,
     )
     return out
 
 
-def effective_rank(matrix: np.ndarray) -> float:
-    """Roy & Vetterli (2007) effective rank of ``matrix`` ``(N, D)``: exp of the Shannon entropy
-    of its singular values normalised to sum 1 (0.0 for a zero matrix).
-
-    With N > D the singular values come from the eigenvalues of the ``(D, D)`` Gram matrix (cheap
-    for many samples); otherwise from an SVD of the matrix itself.
-    """
+def singular_values(matrix: np.ndarray) -> np.ndarray:
+    """Singular values of ``matrix`` ``(N, D)``: with N > D from the eigenvalues of the
+    ``(D, D)`` Gram matrix (cheap for many samples), otherwise from an SVD."""
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape[0] > m.shape[1]:
-        eig = np.linalg.eigvalsh(m.T @ m)
-        sigma = np.sqrt(np.clip(eig, 0.0, None))
-    else:
-        sigma = np.linalg.svd(m, compute_uv=False)
+        return np.sqrt(np.clip(np.linalg.eigvalsh(m.T @ m), 0.0, None))
+    return np.linalg.svd(m, compute_uv=False)
+
+
+def effective_rank(matrix: np.ndarray, sigma: np.ndarray | None = None) -> float:
+    """Roy & Vetterli (2007) effective rank of ``matrix`` ``(N, D)``: exp of the Shannon entropy
+    of its singular values (``sigma`` if already known) normalised to sum 1 (0.0 for a zero
+    matrix)."""
+    sigma = singular_values(matrix) if sigma is None else sigma
     total = float(sigma.sum())
     if total <= 0 or not math.isfinite(total):
         return 0.0
@@ -281,8 +309,8 @@ class HealthWarning:
     """One thing the report flags about a run's health.
 
     Attributes:
-        code: ``"budget"`` (loss still falling, flat, rising, too short), ``"nonfinite"`` or
-            ``"collapse"``.
+        code: ``"budget"`` (loss still falling, flat, rising, too short), ``"nonfinite"``,
+            ``"collapse"`` (complete) or ``"dimensional"`` (dimensional collapse).
         message: one sentence for a tooltip or a table.
     """
 
@@ -295,11 +323,14 @@ def assess(health: dict | None) -> list[HealthWarning]:
 
     * budget: the loss status is ``still falling``, ``flat``, ``rising`` or ``too short``;
     * nonfinite: some pre-training losses were NaN or infinite;
-    * collapse: the effective rank or the relative spread of the final encoder's features is
-      below :data:`COLLAPSE_RATIO` times that of the same encoder at its initial weights.
+    * collapse (complete): the relative spread of the final encoder's features is below
+      :data:`COLLAPSE_RATIO` times that of the same encoder at its initial weights;
+    * dimensional: the relative spread held, but the signal directions fell below
+      :data:`COLLAPSE_RATIO` times init, where init had at least :data:`MIN_SIGNAL_DIMS`.
 
     A missing block (records written before health existed) or a reference row's (no loss, no
-    init to compare with) gives no warning.
+    init to compare with) gives no warning; records written before ``signal_dims`` existed get
+    no dimensional judgment.
     """
     if not health:
         return []
@@ -316,18 +347,63 @@ def assess(health: dict | None) -> list[HealthWarning]:
                 "nonfinite", f"{loss['nonfinite_steps']} of {loss['steps']} losses non-finite"
             )
         )
+    kind = collapse_kind(health)
     end, init = health.get("features") or {}, health.get("features_init") or {}
-    for key, name in (("effective_rank", "effective rank"), ("relative_spread", "relative spread")):
-        a, b = end.get(key), init.get(key)
-        if a is not None and b is not None and b > 0 and a < COLLAPSE_RATIO * b:
-            found.append(
-                HealthWarning(
-                    "collapse",
-                    f"{name} fell from {_fmt(b)} at init to {_fmt(a)} ({a / b - 1:+.0%}): the "
-                    "features collapsed towards fewer directions or one point",
-                )
+    if kind == "complete":
+        a, b = end["relative_spread"], init["relative_spread"]
+        found.append(
+            HealthWarning(
+                "collapse",
+                f"complete collapse: the relative spread fell from {_fmt(b)} at init to "
+                f"{_fmt(a)} ({a / b - 1:+.0%}): the features depend less on the input than the "
+                "untrained encoder's, every ECG maps closer to one point; a longer run may leave "
+                "this phase (JEPA's position shortcut), otherwise lower the learning rate or slow "
+                "the EMA target",
             )
+        )
+    elif kind == "dimensional":
+        a, b = end["signal_dims"], init["signal_dims"]
+        found.append(
+            HealthWarning(
+                "dimensional",
+                f"dimensional collapse: the input-dependent variation uses fewer strong "
+                f"directions than at init (signal directions {b} -> {a}) while the relative "
+                "spread held: probes see few usable features; check the projector, the "
+                "augmentations and the loss weights (variance/covariance terms)",
+            )
+        )
     return found
+
+
+def collapse_kind(health: dict | None) -> str | None:
+    """``"complete"``, ``"dimensional"`` or ``None`` (see :func:`assess`)."""
+    if not health:
+        return None
+    end, init = health.get("features") or {}, health.get("features_init") or {}
+    a, b = end.get("relative_spread"), init.get("relative_spread")
+    if a is not None and b is not None and b > 0 and a < COLLAPSE_RATIO * b:
+        return "complete"
+    a, b = end.get("signal_dims"), init.get("signal_dims")
+    if a is not None and b is not None and b >= MIN_SIGNAL_DIMS and a < COLLAPSE_RATIO * b:
+        return "dimensional"
+    return None
+
+
+def rank_note(health: dict | None) -> str | None:
+    """Words for a run whose effective rank fell while its features grew more input-dependent
+    (no collapse: learning concentrates a random init's noise-like variation), else None."""
+    if not health or collapse_kind(health):
+        return None
+    end, init = health.get("features") or {}, health.get("features_init") or {}
+    rank, rank0 = end.get("effective_rank"), init.get("effective_rank")
+    spread, spread0 = end.get("relative_spread"), init.get("relative_spread")
+    if None in (rank, rank0, spread, spread0) or rank >= COLLAPSE_RATIO * rank0:
+        return None
+    return (
+        f"effective rank fell ({rank0:.0f} -> {rank:.0f}) while the relative spread went "
+        f"{spread0:.3f} -> {spread:.3f}: more input-dependent features in fewer directions, "
+        "which is learning from a noise-like init, not collapse"
+    )
 
 
 def _fmt(value: float) -> str:
@@ -352,6 +428,7 @@ def health_line(health: dict | None) -> str:
     for key, name, fmt in (
         ("effective_rank", "effective rank", "{:.1f}"),
         ("relative_spread", "relative spread", "{:.3f}"),
+        ("signal_dims", "signal directions", "{:d}"),
     ):
         if end.get(key) is None:
             continue
@@ -361,7 +438,10 @@ def health_line(health: dict | None) -> str:
         parts.append(
             f"{name} {value}" + (f" of {end.get('dim')}" if key == "effective_rank" else "")
         )
-    codes = list(dict.fromkeys(w.code for w in assess(health)))
+    codes = list(dict.fromkeys(WARNING_NAMES.get(w.code, w.code) for w in assess(health)))
     if codes:
         parts.append("WARNING: " + ", ".join(codes))
     return "; ".join(parts)
+
+
+WARNING_NAMES = {"collapse": "complete collapse", "dimensional": "dimensional collapse"}

@@ -13,6 +13,7 @@ from bench.health import (
     feature_health,
     health_line,
     loss_curve_health,
+    rank_note,
     smooth,
     smoothing_window,
 )
@@ -160,18 +161,80 @@ def test_feature_health_edge_cases():
 
 
 # --------------------------------------------------------------------------- judgments
-def test_collapse_is_flagged_against_the_init_encoder_only():
-    init = {"effective_rank": 40.0, "relative_spread": 0.10}
-    healthy = {"effective_rank": 38.0, "relative_spread": 0.12}  # within 10 %: no warning
+def _features(rng, strong: int, strong_sd: float, noise_sd: float, n=2000, d=64) -> np.ndarray:
+    """``n`` pooled features: a fixed offset (a random ViT's sample-independent vector, the
+    same in every call), plus ``strong`` directions of input-dependent variation with sd
+    ``strong_sd``, plus isotropic noise-like differences with sd ``noise_sd``."""
+    offset = np.random.default_rng(99).normal(size=d)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0][:, :strong]
+    signal = rng.normal(size=(n, strong)) * strong_sd @ basis.T if strong else 0.0
+    return offset + signal + rng.normal(size=(n, d)) * noise_sd
+
+
+def _judge(end: np.ndarray, init: np.ndarray) -> list[str]:
+    return [w.code for w in assess({"features": feature_health(end),
+                                    "features_init": feature_health(init)})]  # fmt: skip
+
+
+def test_a_learning_encoder_is_not_called_collapsed():
+    """The SimCLR case: a random init's noise-like features (high effective rank, tiny spread)
+    against features twelve times more input-dependent in a few directions: the effective rank
+    falls by two thirds, yet nothing is flagged, and the report says why."""
+    rng = np.random.default_rng(0)
+    init = _features(rng, 0, 0.0, 0.03)  # relative spread ~0.03, as measured at init
+    end = _features(rng, 6, 1.4, 0.03)  # ~0.39
+    h_init, h_end = feature_health(init), feature_health(end)
+    assert h_end["effective_rank"] < 0.5 * h_init["effective_rank"]  # the old judgment's trap
+    assert h_end["relative_spread"] > 5 * h_init["relative_spread"]
+    assert h_init["signal_dims"] == 0 and h_end["signal_dims"] >= 4
+    assert _judge(end, init) == []
+    note = rank_note({"features": h_end, "features_init": h_init})
+    assert note and "not collapse" in note
+
+
+def test_complete_collapse_is_a_falling_relative_spread():
+    """The JEPA case: the features depend less on the input than at init (0.119 -> 0.066)."""
+    rng = np.random.default_rng(1)
+    init = _features(rng, 4, 0.06, 0.01)
+    end = _features(rng, 4, 0.03, 0.005)
+    warnings = assess({"features": feature_health(end), "features_init": feature_health(init)})
+    assert [w.code for w in warnings] == ["collapse"]
+    assert warnings[0].message.startswith("complete collapse: the relative spread fell from")
+    assert "one point" in warnings[0].message
+
+
+def test_dimensional_collapse_is_fewer_signal_directions_at_the_same_spread():
+    """Input-dependent variation in 16 strong directions at init squeezed into 3 of the same
+    total variance: the spread holds, the signal directions fall."""
+    rng = np.random.default_rng(2)
+    init = _features(rng, 16, 1.5, 0.01)
+    end = _features(rng, 3, 1.5 * np.sqrt(16 / 3), 0.01)
+    h_init, h_end = feature_health(init), feature_health(end)
+    assert abs(h_end["relative_spread"] / h_init["relative_spread"] - 1) < 0.1
+    warnings = assess({"features": h_end, "features_init": h_init})
+    assert [w.code for w in warnings] == ["dimensional"]
+    assert f"signal directions {h_init['signal_dims']} -> {h_end['signal_dims']}" in (
+        warnings[0].message
+    )
+
+
+def test_thresholds_and_what_cannot_be_judged():
+    init = {"effective_rank": 40.0, "relative_spread": 0.10, "signal_dims": 10}
+    healthy = {"effective_rank": 20.0, "relative_spread": 0.095, "signal_dims": 9}  # within 10 %
     assert not assess({"features": healthy, "features_init": init})
-    fewer = {"effective_rank": 34.0, "relative_spread": 0.10}  # 15 % fewer directions
-    assert [w.code for w in assess({"features": fewer, "features_init": init})] == ["collapse"]
-    collapsed = {"effective_rank": 12.0, "relative_spread": 0.04}
-    warnings = assess({"features": collapsed, "features_init": init})
-    assert [w.code for w in warnings] == ["collapse", "collapse"]
-    assert "40 at init to 12" in warnings[0].message and "-70%" in warnings[0].message
+    assert [w.code for w in assess({"features": {**healthy, "relative_spread": 0.089},
+                                    "features_init": init})] == ["collapse"]  # fmt: skip
+    assert [w.code for w in assess({"features": {**healthy, "signal_dims": 8},
+                                    "features_init": init})] == ["dimensional"]  # fmt: skip
+    # a noise-only init (fewer than 2 signal directions) is no reference for the dimensions
+    noise_init = {**init, "signal_dims": 1}
+    assert not assess({"features": {**healthy, "signal_dims": 0}, "features_init": noise_init})
+    # records from before signal_dims: no dimensional judgment; the spread is still judged
+    old = {"effective_rank": 12.0, "relative_spread": 0.04}
+    assert [w.code for w in assess({"features": old, "features_init": {"effective_rank": 40.0,
+            "relative_spread": 0.10}})] == ["collapse"]  # fmt: skip
     # a reference row (no init block) and a record without health: nothing to flag
-    assert not assess({"features": collapsed, "features_init": None, "loss": None})
+    assert not assess({"features": old, "features_init": None, "loss": None})
     assert not assess(None) and not assess({})
 
 
@@ -186,7 +249,7 @@ def test_one_line_for_the_terminal():
     assert line.startswith("loss still falling at step 200 (min 0.142 at step 195); ")
     assert "effective rank 40.1 at init -> 12.3 of 192" in line
     assert "relative spread 0.120 at init -> 0.050" in line
-    assert line.endswith("WARNING: budget, collapse")
+    assert line.endswith("WARNING: budget, complete collapse")
     reference = {"loss": None, "features": health["features"], "features_init": None}
     assert health_line(reference) == "effective rank 12.3 of 192; relative spread 0.050"
     assert health_line(None) == "health not recorded"

@@ -41,7 +41,8 @@ WINNER = ("simclr", "rhythm", "linear")  # the one column where jepa is not the 
 # ST-MEM, SimCLR and BYOL; finetune the 9 rows of published.py with one of our four tasks.
 EXPECTED_ROWS = {("linear", "1"): (5, 4), ("finetune", "1"): (4, 9), ("linear", "0.1"): (1, 0)}
 # Pre-training health per method: jepa stopped while its loss was still falling (a budget
-# warning), mae's features collapsed against init, simclr's loss turned and its rank grew, the
+# warning), mae's features collapsed dimensionally against init (16 signal directions -> 4),
+# simclr's loss turned and its rank grew, the
 # random reference is at init; the tuned jepa run's records predate health (not recorded).
 HEALTH = {
     "jepa": {"loss": "falling", "rank": 20, "init_rank": 16},
@@ -49,7 +50,7 @@ HEALTH = {
     "simclr": {"loss": "turned", "rank": 20, "init_rank": 16},
     "random": {"loss": None, "rank": 16, "init_rank": None},
 }
-WARNED = {"jepa": "budget", "mae": "collapse"}
+WARNED = {"jepa": "budget", "mae": "dimensional"}
 
 
 def auroc(method: str, task: str, protocol: str, seed: int) -> float:
@@ -445,7 +446,7 @@ def test_every_measured_row_shows_its_runs_health(real):
                 assert "still falling at step 200" in title and "(init 15." in title
                 assert "budget may be too small" in title
             if method == "mae":
-                assert "effective rank fell from" in title
+                assert "dimensional collapse" in title and "signal directions 16 -> 4" in title
             if method == "random":
                 assert "reference row" in title and "(init" not in title
             target = cell.find("a").attrs["href"].lstrip("#")
@@ -472,14 +473,20 @@ def test_health_section_lists_every_run_with_numbers_and_definitions(real):
     mae = next(r for r in records if r["method"] == "mae")
     rank_cell = cells(by_run[mae["run_id"]])[2]
     end, init = mae["health"]["features"], mae["health"]["features_init"]
-    expected = f"{init['effective_rank']:.1f} → {end['effective_rank']:.1f} ↓ (32)"
+    expected = (
+        f"{init['effective_rank']:.1f} → {end['effective_rank']:.1f} ↓ (32); "
+        f"signal directions {init['signal_dims']} → {end['signal_dims']}"
+    )
     assert rank_cell.text() == expected and rank_cell.find_all("span", "collapsed")
     assert "not recorded" in by_run[TUNED_RUN].text()
     simclr = next(r["run_id"] for r in records if r["method"] == "simclr")
     assert "turned at step" in cells(by_run[simclr])[1].text()
     assert by_run[simclr].find_all("span", "muted")[-1].text() == "none"  # no warning
     terms = [n.text() for n in section.find_all("dt")]
-    assert terms == ["Loss curve", "Spread and relative spread", "Effective rank", "Collapse"]
+    assert terms == [
+        "Loss curve", "Spread and relative spread", "Effective rank", "Signal directions",
+        "Collapse: complete or dimensional",
+    ]  # fmt: skip
     assert "Roy & Vetterli" in section.find("dl", "definitions").text()
 
 
@@ -644,7 +651,7 @@ def test_browser_shows_the_health_cells_and_their_warnings(browser):
     table.locator('tr.measured[data-method="mae"] td.health a').click()
     target = page.locator("table.health-table tr:target")
     assert target.count() == 1 and target.is_visible()
-    assert "fell from" in target.inner_text()
+    assert "dimensional collapse" in target.inner_text()
     assert page.locator("section#health dl.definitions").is_visible()
 
 

@@ -130,7 +130,7 @@ def test_health_columns_and_markdown_table_per_run():
     table = leaderboard_frame(records).reset_index(drop=True)
     jepa, random = table[table.method == "jepa"], table[table.method == "random"]
     assert set(jepa.loss_status) == {"still falling"} and jepa.health_recorded.all()
-    assert set(jepa.health_warnings) == {"budget;collapse"}
+    assert set(jepa.health_warnings) == {"budget;dimensional"}
     assert jepa.effective_rank.iloc[0] == pytest.approx(falling["features"]["effective_rank"])
     assert not random.health_recorded.any() and random.effective_rank.isna().all()
     text = markdown(table, published_frame())
@@ -140,10 +140,10 @@ def test_health_columns_and_markdown_table_per_run():
     end, init = falling["features"]["effective_rank"], falling["features_init"]["effective_rank"]
     assert rows[1].startswith("| jepa (xs) | still falling at step 200 | ")
     assert f"| {init:.1f} → {end:.1f} (32) |" in rows[1] and rows[1].endswith(
-        "| ⚠ budget, collapse |"
+        "| ⚠ budget, dimensional |"
     )
     assert rows[2] == "| random (xs) | not recorded | | | | |"
     # the csv carries the same columns; without any health the markdown has no such section
     frame = csv_frame(table, published_frame())
-    assert frame[~frame.published].health_warnings.fillna("").str.contains("collapse").sum() == 3
+    assert frame[~frame.published].health_warnings.fillna("").str.contains("dimensional").sum() == 3
     assert "Pre-training health" not in markdown(leaderboard_frame(_records(REAL)))

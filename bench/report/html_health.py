@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.health import COLLAPSE_RATIO, DEFINITIONS, assess
+from bench.health import DEFINITIONS, assess, collapse_kind, rank_note
 from bench.report.html_text import anchor as _anchor
 from bench.report.html_text import badges as _badges
 from bench.report.html_text import escape as _e
@@ -18,9 +18,10 @@ _NOT_RECORDED = (
 
 
 def _collapsed(health: dict, key: str) -> bool:
-    end = (health.get("features") or {}).get(key)
-    init = (health.get("features_init") or {}).get(key)
-    return end is not None and init is not None and init > 0 and end < COLLAPSE_RATIO * init
+    """Mark the number that shows the run's collapse: the relative spread for a complete one,
+    the rank column (which carries the signal directions) for a dimensional one."""
+    kind = collapse_kind(health)
+    return kind == ("complete" if key == "relative_spread" else "dimensional")
 
 
 def health_cell(health: dict | None, kind: str, run_id: str) -> str:
@@ -144,6 +145,10 @@ def health_section(table: pd.DataFrame, health: dict[str, dict]) -> str:
             init.get("effective_rank"), end.get("effective_rank"), "{:.1f}",
             _collapsed(h, "effective_rank"),
         ) + (f" ({end['dim']})" if end else "")  # fmt: skip
+        if end.get("signal_dims") is not None:
+            rank += "; signal directions " + _change(
+                init.get("signal_dims"), end["signal_dims"], "{:d}", False
+            )
         cells = [
             run,
             curve,
@@ -154,7 +159,7 @@ def health_section(table: pd.DataFrame, health: dict[str, dict]) -> str:
             "<ul>" + "".join(
                 f'<li class="{_e(w.code)}"><span class="health-warning">⚠</span> {_e(w.message)}</li>'
                 for w in warnings
-            ) + "</ul>" if warnings else '<span class="muted">none</span>',
+            ) + "</ul>" if warnings else f'<span class="muted">{_e(rank_note(h) or "none")}</span>',
         ]  # fmt: skip
         css = ' class="warn"' if warnings else ""
         rows.append(
@@ -168,7 +173,8 @@ def health_section(table: pd.DataFrame, health: dict[str, dict]) -> str:
             ("loss", "Loss curve"),
             ("spread", "Spread and relative spread"),
             ("effective_rank", "Effective rank"),
-            ("collapse", "Collapse"),
+            ("signal_dims", "Signal directions"),
+            ("collapse", "Collapse: complete or dimensional"),
         )
     )
     return (
@@ -178,7 +184,8 @@ def health_section(table: pd.DataFrame, health: dict[str, dict]) -> str:
         "the sample-independent part of their targets, then turn; a run that ends still "
         "falling stopped inside that phase), and the spread and effective rank of the frozen "
         "encoder's pooled features at the end of pre-training against the same encoder at its "
-        "initial weights, on the same training-fold crops (a collapse shows as a drop). "
+        "initial weights, on the same training-fold crops (a complete collapse shows as a "
+        "falling relative spread, a dimensional one as fewer signal directions). "
         "Reference rows show their encoder at init, the floor to compare with.</p>\n"
         f'<div class="scroll"><table class="health-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>\n"

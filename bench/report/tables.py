@@ -276,8 +276,9 @@ def health_markdown(table: pd.DataFrame) -> list[str]:
         "the run ended before the loss turned, the budget may be too small). Features: the "
         "frozen encoder's pooled features on one crop per training record, at the end of "
         "pre-training and at init: effective rank (of D dimensions) and relative spread "
-        "(share of the feature norm that varies across samples). ⚠ marks a budget warning or "
-        "a collapse (rank or spread under 90 % of init). Definitions: `bench/health.py`.",
+        "(share of the feature norm that varies across samples). ⚠ marks a budget warning, "
+        "a complete collapse (relative spread under 90 % of init) or a dimensional one "
+        "(signal directions under 90 % of init). Definitions: `bench/health.py`.",
         "",
         "| run | loss | min (step) | effective rank: init → end (D) | relative spread: "
         "init → end | warnings |",
