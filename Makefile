@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean docs docs-serve
 
 # The HTML report's browser test drives Debian's chromium, never a browser build of its own:
 # installed here where we are root with apt-get; elsewhere that test is skipped, saying so.
@@ -58,9 +58,16 @@ demo: $(STAMP)
 test: $(STAMP) $(CHROMIUM) $(PG_CTL)
 	$(BIN)/python -m pytest --durations=15
 
+# The documentation site from docs/ (strict: a broken link, anchor or page fails the build).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve --strict --dev-addr 127.0.0.1:8000
+
 lint: $(STAMP)
 	$(BIN)/ruff check bench methods tasks tests
 	$(BIN)/ruff format --check bench methods tasks tests
 
 clean:
-	rm -rf results/cache results/data
+	rm -rf results/cache results/data site
