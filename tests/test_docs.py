@@ -179,3 +179,28 @@ def test_the_command_check_can_fail():
         "bench tasks --task all",
         "bench run --method M  --shard K/N ",
     ]
+
+
+def test_the_command_table_says_what_the_help_says():
+    """Each row of README's command table starts with its command's one-line help (the line
+    `bench --help` shows), so the two cannot say different things."""
+    from bench.cli import cli
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `bench ([^`]*)` \| (.*) \|$", table, re.M)
+    assert len(rows) >= 16
+    seen = set()
+    for synopsis, description in rows:
+        command, ctx, path = cli, click.Context(cli), []
+        for name in synopsis.split():  # down the groups while the words are subcommands
+            sub = command.get_command(ctx, name) if isinstance(command, click.Group) else None
+            if sub is None:
+                break
+            command, ctx = sub, click.Context(sub, parent=ctx)
+            path.append(name)
+        short = command.get_short_help_str(limit=200)
+        assert description.startswith(short), f"bench {path}: {description!r} vs {short!r}"
+        seen.add(command.name)
+    leaves = {n for n in cli.list_commands(click.Context(cli)) if n != "data"}
+    assert leaves <= seen  # every command has its row

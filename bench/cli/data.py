@@ -10,12 +10,12 @@ import click
 from bench.cli.common import data_dir_option, open_dataset, report_skipped, skip_bad_option
 
 
-@click.group()
+@click.group(short_help="Download, generate, cache and inspect datasets")
 def data() -> None:
     """Download, generate, cache and inspect datasets."""
 
 
-@data.command("download")
+@data.command("download", short_help="Download PTB-XL from PhysioNet, SHA-256 verified")
 @click.argument("dataset", type=click.Choice(["ptbxl"]))
 @click.option(
     "--dest",
@@ -57,7 +57,7 @@ def data_download(dataset, dest, url, sums_url, sums_from_zip, keep_zip, no_prog
     )
 
 
-@data.command("synthetic")
+@data.command("synthetic", short_help="Generate the embedded synthetic dataset in PTB-XL's layout")
 @click.option(
     "--dest",
     type=click.Path(path_type=Path),
@@ -92,7 +92,7 @@ def data_synthetic(
     )
 
 
-@data.command("prepare")
+@data.command("prepare", short_help="Cache WFDB records as one memory-mapped array per rate")
 @data_dir_option
 @click.option(
     "--rate",
@@ -142,7 +142,7 @@ def data_prepare(data_dir, rates, workers, skip_bad, force, no_progress) -> None
             )
 
 
-@data.command("info")
+@data.command("info", short_help="Records per fold, sampling rates on disk and cache state")
 @data_dir_option
 @skip_bad_option
 def data_info(data_dir, skip_bad) -> None:
@@ -168,7 +168,7 @@ def data_info(data_dir, skip_bad) -> None:
         )
 
 
-@data.command("benchmark")
+@data.command("benchmark", short_help="Time reading the training split: cache vs per-record WFDB")
 @data_dir_option
 @click.option("--rate", type=int, default=100, show_default=True)
 @click.option(

@@ -10,7 +10,7 @@ import click
 from bench.cli.common import data_dir_option, open_dataset, report_skipped, skip_bad_option
 
 
-@click.command("tasks")
+@click.command("tasks", short_help="Each task's labels and train / val / test sizes")
 @data_dir_option
 @click.option(
     "--task",
@@ -41,7 +41,7 @@ def tasks_command(data_dir, selection, labels, skip_bad) -> None:
             click.echo("    " + " ".join(td.classes))
 
 
-@click.command("protocols")
+@click.command("protocols", short_help="The downstream protocols and every --eval-set key")
 @click.option("--preset", default=None, help="show the values a preset gives")
 def protocols_command(preset) -> None:
     """The downstream protocols and every --eval-set key with its value."""
@@ -57,7 +57,7 @@ def protocols_command(preset) -> None:
         click.echo(f"  {key} = {value}")
 
 
-@click.command("ui")
+@click.command("ui", short_help="The MLflow UI on the harness's store, bound to 127.0.0.1")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @click.option(
     "--host",
@@ -91,7 +91,7 @@ def ui_command(port, host, tracking_uri, print_command) -> None:
     sys.exit(subprocess.call(argv, env=os.environ.copy()))
 
 
-@click.command("methods")
+@click.command("methods", short_help="List the registered SSL methods and their paper defaults")
 def methods_command() -> None:
     """List the registered SSL methods and their paper defaults."""
     from bench.evaluate.subjects import REFERENCE_PROTOCOLS

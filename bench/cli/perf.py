@@ -11,7 +11,7 @@ import click
 from bench.cli.common import csv_items, data_dir_option, open_dataset, skip_bad_option
 
 
-@click.command("perf")
+@click.command("perf", short_help="Time a full pre-training step against the matmul peak")
 @click.option(
     "--method",
     "methods",

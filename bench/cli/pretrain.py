@@ -16,7 +16,7 @@ from bench.cli.common import (
 from bench.errors import BenchError
 
 
-@click.command("pretrain")
+@click.command("pretrain", short_help="Pre-train one SSL method on the training folds (1-8)")
 @click.option("--method", required=True, help="a registered method (see `bench methods`)")
 @click.option(
     "--encoder",

@@ -9,7 +9,9 @@ import click
 from bench.errors import BenchError
 
 
-@click.command("report")
+@click.command(
+    "report", short_help="Write the leaderboards (csv, md, html, figures) from the records"
+)
 @click.option(
     "--results",
     "results",
@@ -50,7 +52,9 @@ def report_command(results, out, no_figures) -> None:
     click.echo(f"{len(records)} records -> {len(written)} leaderboard(s); open leaderboard.html")
 
 
-@click.command("compare")
+@click.command(
+    "compare", short_help="Paired bootstrap of the AUROC difference of two methods or runs"
+)
 @click.argument("a")
 @click.argument("b")
 @click.option("--task", required=True, help="a task name (see `bench tasks`)")

@@ -10,7 +10,9 @@ import click
 from bench.cli.common import data_dir_option, open_dataset, report_skipped, skip_bad_option
 
 
-@click.command("reproduce")
+@click.command(
+    "reproduce", short_help="Re-run a run record's configuration and report any difference"
+)
 @click.argument("record", type=click.Path(path_type=Path))
 @data_dir_option
 @skip_bad_option

@@ -19,7 +19,7 @@ from bench.cli.common import (
 from bench.errors import BenchError
 
 
-@click.command("run")
+@click.command("run", short_help="Pre-train or reuse, evaluate the grid, update the leaderboard")
 @click.option("--method", "methods", required=True, help="method(s), comma-separated, or 'all'")
 @click.option(
     "--task",
@@ -128,7 +128,7 @@ def run_command(methods, tasks, protocols, seeds, label_fractions, preset, encod
     click.echo(f"wall time: {time.time() - started:.0f} s")
 
 
-@click.command("tune")
+@click.command("tune", short_help="Tune on the validation fold (9) with Optuna")
 @click.option("--method", required=True, help="a registered method or reference row")
 @click.option("--task", required=True, help="one task name")
 @click.option(
