@@ -37,6 +37,12 @@ def test_the_site_builds_strictly_with_the_generated_cli_reference(tmp_path):
     for name in cli.list_commands(click.Context(cli)):  # every command has its section
         assert f"bench {name}</code>" in cli_page, name
     assert "--shard" in cli_page and "--unchecked-data" in cli_page
+    methods = (tmp_path / "site" / "methods" / "index.html").read_text()
+    from bench.method import METHODS
+
+    for name in METHODS.names():  # every method's deviations, read from its module
+        assert f'id="{name}"' in methods, name
+    assert "EMA target encoder (as in I-JEPA)" in methods  # methods/jepa.py's Note:
     extending = (tmp_path / "site" / "extending" / "index.html").read_text()
     assert "VICRegLoss" in extending  # the README's example, included, not copied
 

@@ -2,6 +2,8 @@
 
 * The CLI reference page (``cli.md``) is generated from the click commands themselves, so it
   cannot drift from ``bench --help``: its marker line is replaced by every command's help.
+* The methods page's "Deviations from the papers" is each method module's ``Note:`` section,
+  read from the installed code.
 * The committed figures and reports under ``results/`` (benchmarks, leaderboards) become files
   of the site, so pages link them where they lie (``results/benchmarks/...``) and a broken link
   to them fails the strict build.
@@ -9,6 +11,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+import textwrap
 from pathlib import Path
 
 import click
@@ -17,6 +22,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ("results/benchmarks", "results/leaderboard/ptb-xl-subset-1987-records")
 MARKER = "<!-- bench cli reference -->"
+NOTES_MARKER = "<!-- bench method notes -->"
 WIDTH = 100  # help text wrapped as on a 100-column terminal, whatever builds the site
 
 
@@ -30,9 +36,26 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    if MARKER not in markdown:
-        return markdown
-    return markdown.replace(MARKER, cli_reference())
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, cli_reference())
+    if NOTES_MARKER in markdown:
+        markdown = markdown.replace(NOTES_MARKER, method_notes())
+    return markdown
+
+
+def method_notes() -> str:
+    """Each registered method's ``Note:`` (its deviations from the paper), as written in its
+    module docstring; Sphinx roles become code spans."""
+    from bench.method import METHODS
+
+    sections = []
+    for name in METHODS.names():
+        module = METHODS.get(name).__module__
+        doc = sys.modules[module].__doc__ or ""
+        note = textwrap.dedent(doc.split("Note:", 1)[1]).strip() if "Note:" in doc else "none"
+        note = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", note).replace("``", "`")
+        sections.append(f"### `{name}`\n\nFrom `{module}`:\n\n{note}\n")
+    return "\n".join(sections)
 
 
 def cli_reference() -> str:
