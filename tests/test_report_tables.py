@@ -146,4 +146,31 @@ def test_health_columns_and_markdown_table_per_run():
     # the csv carries the same columns; without any health the markdown has no such section
     frame = csv_frame(table, published_frame())
     assert frame[~frame.published].health_warnings.fillna("").str.contains("dimensional").sum() == 3
-    assert "Pre-training health" not in markdown(leaderboard_frame(_records(REAL)))
+    assert "## Pre-training health" not in markdown(leaderboard_frame(_records(REAL)))
+
+
+def test_the_title_states_the_budget_and_each_ssl_row_its_warm_up():
+    """The leaderboard's title gives the pre-training budget (steps x batch, counted FLOPs) and
+    each SSL run has one line saying, from its loss curve, whether it left its warm-up regime."""
+    records = [
+        fake_record("jepa", "superdiagnostic", "linear", 0.73, dataset=REAL,
+                    health=fake_health("falling", rank=20, init_rank=16)),
+        fake_record("simclr", "superdiagnostic", "linear", 0.79, dataset=REAL,
+                    health=fake_health("turned")),
+        fake_record("ecg_jepa", "superdiagnostic", "linear", 0.60, dataset=REAL, steps=150,
+                    batch_size=32, health=fake_health("plateau")),
+        fake_record("random", "superdiagnostic", "linear", 0.72, dataset=REAL),
+    ]  # fmt: skip
+    for r, flops in zip(records[:3], (1.1e14, 2.0e14, 3.5e13), strict=True):
+        r["pretrain"]["flops"] = flops
+    text = markdown(leaderboard_frame(records))
+    title = text.splitlines()[0]
+    assert title == (
+        f"# Leaderboard: {REAL}: pre-training 1,000 x 64 steps x batch (ecg_jepa 150 x 32), "
+        "3.5e+13-2e+14 training FLOPs"
+    )
+    lines = [line for line in text.splitlines() if line.startswith("- **")]
+    assert lines[0].startswith("- **ecg_jepa (xs)**: past its warm-up regime: loss plateau")
+    assert lines[1].startswith("- **jepa (xs)**: still in its warm-up regime (the budget is too")
+    assert lines[2].startswith("- **simclr (xs)**: past its warm-up regime: loss turned")
+    assert len(lines) == 3  # reference rows have no warm-up

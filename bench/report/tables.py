@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.evaluate.metrics import ci_notation
-from bench.health import assess
+from bench.health import WARNING_NAMES, assess
 
 TASK_ORDER = ("superdiagnostic", "form", "rhythm", "all_statements", "diagnostic", "subdiagnostic")
 PROTOCOL_ORDER = {"linear": 0, "attentive": 1, "finetune": 2}
@@ -130,10 +130,10 @@ def health_row(health: dict | None) -> dict:
     """The flat csv columns of one run's health block (None / NaN where absent).
 
     ``health_recorded``; ``loss_status``, ``loss_summary``, ``loss_min``, ``loss_min_step``,
-    ``loss_final``, ``loss_steps``; ``effective_rank``, ``relative_spread``, ``spread`` of the
-    final encoder and the same with ``_init`` for the encoder at init; ``feature_dim``; and
+    ``loss_final``, ``loss_steps``; ``effective_rank``, ``relative_spread``, ``spread``,
+    ``signal_dims`` of the final encoder and the same with ``_init`` for the encoder at init; ``feature_dim``; and
     ``health_warnings``: the codes of :func:`bench.health.assess` (``budget``, ``nonfinite``,
-    ``collapse``) joined by ``;``.
+    ``collapse``, ``dimensional``) joined by ``;``.
     """
     health = health or {}
     loss = health.get("loss") or {}
@@ -153,6 +153,8 @@ def health_row(health: dict | None) -> dict:
         "relative_spread_init": init.get("relative_spread"),
         "spread": end.get("spread"),
         "spread_init": init.get("spread"),
+        "signal_dims": end.get("signal_dims"),
+        "signal_dims_init": init.get("signal_dims"),
         "feature_dim": end.get("dim"),
         "health_warnings": ";".join(codes),
     }
@@ -172,7 +174,8 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
     label fraction 1, marked as published and never counted as best.
     """
     synthetic = bool(table["synthetic"].iloc[0])
-    lines = [f"# Leaderboard: {table['dataset'].iloc[0]}", ""]
+    budget = budget_title(table)
+    lines = [f"# Leaderboard: {table['dataset'].iloc[0]}" + (f": {budget}" if budget else ""), ""]
     if synthetic:
         lines += ["**SYNTHETIC data**: these numbers say nothing about real ECG.", ""]
     lines += [
@@ -181,6 +184,7 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
         "**Bold**: best measured value of the column.",
         "",
     ]
+    lines += warmup_markdown(table)
     shown_published = False
     for (protocol, fraction), part in sorted(
         table.groupby(["protocol", "label_fraction"]),
@@ -227,6 +231,67 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
     lines += budget_markdown(table)
     lines += health_markdown(table)
     return "\n".join(lines)
+
+
+def budget_title(table: pd.DataFrame) -> str | None:
+    """The pre-training budget of the SSL rows for a title, e.g. ``pre-training 200 x 64 steps
+    x batch (ecg_jepa 150 x 32), 4.1e+13-1.2e+14 training FLOPs``; None without SSL rows."""
+    runs = table[(table["kind"] == "ssl") & table["pretrain_steps"].notna()]
+    runs = runs.drop_duplicates("source_run_id")
+    if runs.empty:
+        return None
+    shapes = runs.assign(
+        shape=[
+            f"{s:,.0f} x {b:,.0f}"
+            for s, b in zip(runs.pretrain_steps, runs.pretrain_batch, strict=True)
+        ]
+    )
+    common = shapes["shape"].mode().iloc[0]
+    others = [f"{r.method} {r.shape}" for r in shapes.itertuples() if r.shape != common]
+    text = f"pre-training {common} steps x batch" + (f" ({', '.join(others)})" if others else "")
+    flops = runs["pretrain_flops"].dropna()
+    if len(flops):
+        low, high = flops.min(), flops.max()
+        span = f"{low:.2g}" if low == high else f"{low:.2g}-{high:.2g}"
+        text += f", {span} training FLOPs"
+    budgets = runs["budget_flops"].dropna().unique()
+    if len(budgets):
+        text += ", budgets " + ", ".join(budget_text(b) for b in sorted(budgets))
+    return text
+
+
+# What the loss curve says about the warm-up regime (bench.health's statuses).
+_WARMUP = {
+    "turned": "past its warm-up regime",
+    "plateau": "past its warm-up regime",
+    "still falling": "still in its warm-up regime (the budget is too small to compare it)",
+    "flat": "no warm-up seen (the loss barely moved: little was learned)",
+    "rising": "no warm-up seen (the loss rose from the start)",
+    "too short": "too short to judge",
+}
+
+
+def warmup_markdown(table: pd.DataFrame) -> list[str]:
+    """One line per SSL run: whether it passed its warm-up regime, from its health signal (the
+    loss curve's status), and any collapse it shows."""
+    runs = table[table["kind"] == "ssl"].drop_duplicates("source_run_id")
+    if runs.empty or "health_recorded" not in runs or not runs["health_recorded"].any():
+        return []  # records from before health existed: nothing to say
+    lines = ["Warm-up of each SSL row, from its pre-training health (details below):", ""]
+    for row in runs.sort_values(["method", "encoder", "source_run_id"]).itertuples():
+        label = f"{row.method} ({row.encoder})"
+        if not row.health_recorded:
+            lines.append(f"- **{label}**: health not recorded (records from before it existed)")
+            continue
+        text = f"{_WARMUP.get(row.loss_status, row.loss_status)}: loss {row.loss_summary}"
+        codes = [c for c in str(row.health_warnings).split(";") if c in WARNING_NAMES]
+        if codes:
+            text += "; " + ", ".join(WARNING_NAMES[c] for c in codes)
+            if "collapse" in codes:
+                text += f" (relative spread {row.relative_spread_init:.3f} -> {row.relative_spread:.3f})"
+        lines.append(f"- **{label}**: {text}")
+    lines.append("")
+    return lines
 
 
 def budget_markdown(table: pd.DataFrame) -> list[str]:
