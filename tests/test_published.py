@@ -564,3 +564,23 @@ def test_default_encoder_is_unchanged():
     x = torch.randn(2, 3, 20)
     with torch.no_grad():
         assert torch.equal(plain(x), explicit(x))
+
+
+# --------------------------------------------------------------------------- preprocessing
+def test_reference_preprocessing():
+    import numpy as np
+
+    from bench.published.preprocess import kim_ecg_jepa_input, st_mem_input
+
+    t = np.arange(5000) / 500.0
+    x = np.stack([np.sin(2 * np.pi * (1 + i) * t) + 0.1 * i for i in range(12)])
+    kim = kim_ecg_jepa_input(x, 500)
+    assert kim.shape == (8, 2500)
+    # raw millivolts: lead V1 (index 6) keeps its 0.6 mV offset and its amplitude
+    assert abs(kim[2].mean() - 0.6) < 1e-3 and abs(kim[2].max() - 1.6) < 1e-2
+    stm = st_mem_input(x, 500)
+    assert stm.shape == (12, 2500)
+    assert abs(stm.mean()) < 1e-6 and abs(stm.std() - 1.0) < 1e-5  # z-score of the record
+    # the high-pass removes the per-lead offsets: every lead is centred
+    assert np.abs(stm.mean(axis=1)).max() < 0.05
+    assert not st_mem_input(np.zeros((12, 500)), 250).any()  # a flat record becomes zeros
