@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 LAYOUT_KINDS = ("mixed", "lead")
-POS_EMBEDS = ("sincos", "sincos_time+lead_embed")
+POS_EMBEDS = ("sincos", "sincos_time+lead_embed", "table", "table+lead_embed")
+READOUTS = ("mean", "norm_of_mean")
 
 # "tiny" is for tests only; xs/s/b are the sizes of PROTOCOL 2.1 (ViT-XS, ViT-S, ViT-B).
 ENCODER_SIZES: dict[str, dict[str, int]] = {
@@ -121,10 +122,24 @@ class TokenLayout:
 
 
 def transformer_blocks(
-    dim: int, depth: int, heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float
+    dim: int,
+    depth: int,
+    heads: int,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    drop_path: float,
+    *,
+    norm_eps: float = 1e-6,
+    norm_bias: bool = True,
+    proj_bias: bool = True,
+    layer_scale: float | None = None,
 ) -> nn.ModuleList:
     """``depth`` pre-norm timm Blocks (boolean ``attn_mask``; kernel: :func:`use_attention`); stochastic depth rises
-    linearly from 0 to ``drop_path`` over the blocks. Shared by encoders and predictors."""
+    linearly from 0 to ``drop_path`` over the blocks. Shared by encoders and predictors.
+
+    ``norm_eps``/``norm_bias``: the LayerNorms' eps and bias; ``proj_bias``: biases of the
+    attention output projection and both MLP layers; ``layer_scale``: LayerScale init (None =
+    none). The defaults are our methods' blocks; the others exist for imported weights."""
     rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
     return nn.ModuleList(
         Block(
@@ -133,10 +148,17 @@ def transformer_blocks(
             mlp_ratio=mlp_ratio,
             qkv_bias=qkv_bias,
             drop_path=rate,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            proj_bias=proj_bias,
+            init_values=layer_scale,
+            norm_layer=_layer_norm(norm_eps, norm_bias),
         )
         for rate in rates
     )
+
+
+def _layer_norm(eps: float, bias: bool):
+    # bias=True keeps the partial our methods always used (their module tree is unchanged).
+    return partial(nn.LayerNorm, eps=eps) if bias else partial(nn.LayerNorm, eps=eps, bias=False)
 
 
 ATTENTION_KERNELS = ("auto", "fused", "matmul")
@@ -221,6 +243,26 @@ class ViT1D(nn.Module):
         pos_every_block: add the positions at the input of every block (ECG-JEPA), not only once.
         cropa: Cross-Pattern Attention in every block (``lead`` layout only).
 
+    Options for imported published weights (:mod:`bench.published`); their defaults are our
+    methods' encoder, whose parameters, buffers and outputs they leave unchanged:
+
+        pos_embed ``"table"`` / ``"table+lead_embed"``: a fixed table held as a *persistent*
+            buffer ``pos_grid`` of shape ``(n_rows, n_time, dim)`` / ``(1, n_time, dim)`` (plus
+            the learned lead embedding), filled by the importer from the checkpoint or from the
+            reference's formula in the reference's channel order; zeros until then.
+        norm_eps, norm_bias: every LayerNorm's eps and bias (ECG-JEPA, ST-MEM: 1e-5).
+        proj_bias, patch_bias: biases of attention output / MLP layers, of the patch projection
+            (JEPA's ``bias: False``).
+        layer_scale: LayerScale init of every block (JEPA's ``layer_scale_eps``); None = none.
+        patch_norm: LayerNorm over each raw patch before the projection and over the projected
+            token after it (ST-MEM).
+        readout: pooled feature = ``"mean"`` of the final-normed tokens, or ``"norm_of_mean"``
+            = the final LayerNorm of the mean of the un-normed tokens (ST-MEM).
+        sep_tokens: ST-MEM's SEP tokens: per lead a left and a right token
+            ``sep_embed + sep_pos[side] + lead_embed[lead]`` (``sep_pos``: persistent buffer
+            ``(2, dim)``, the table's first and last rows), prepended like registers; exact
+            because ST-MEM attends without a mask, so token order is immaterial.
+
     Shapes: input ``(B, C, T)``; tokens ``(B, N, dim)``; pooled ``(B, dim)``.
     """
 
@@ -238,6 +280,14 @@ class ViT1D(nn.Module):
         pos_embed: str = "sincos",
         pos_every_block: bool = False,
         cropa: bool = False,
+        norm_eps: float = 1e-6,
+        norm_bias: bool = True,
+        proj_bias: bool = True,
+        patch_bias: bool = True,
+        layer_scale: float | None = None,
+        patch_norm: bool = False,
+        readout: str = "mean",
+        sep_tokens: bool = False,
     ) -> None:
         super().__init__()
         if dim % heads:
@@ -246,7 +296,14 @@ class ViT1D(nn.Module):
             raise ValueError(f"depth must be >= 1, got {depth}")
         if pos_embed not in POS_EMBEDS:
             raise ValueError(f"unknown pos_embed {pos_embed!r}; choose from {POS_EMBEDS}")
-        if layout.kind == "mixed" and pos_embed != "sincos":
+        if readout not in READOUTS:
+            raise ValueError(f"unknown readout {readout!r}; choose from {READOUTS}")
+        lead_embed = pos_embed in ("sincos_time+lead_embed", "table+lead_embed")
+        if sep_tokens and (not lead_embed or cropa or n_registers):
+            raise ValueError(
+                "sep_tokens (ST-MEM) need a lead embedding, no CroPA and no other registers"
+            )
+        if layout.kind == "mixed" and lead_embed:
             raise ValueError(
                 "a lead embedding needs the 'lead' layout (mixed tokens span all leads)"
             )
@@ -261,10 +318,21 @@ class ViT1D(nn.Module):
         self.pos_embed = pos_embed
         self.pos_every_block = pos_every_block
         self.cropa = cropa
+        self.readout = readout
+        self.sep_tokens = sep_tokens
+        # Tokens prepended before the patch tokens: registers, or ST-MEM's two SEPs per lead.
+        self.n_prefix = 2 * layout.n_leads if sep_tokens else n_registers
 
-        self.patch_embed = nn.Linear(layout.patch_dim, dim)
+        norm = _layer_norm(norm_eps, norm_bias)
+        self.patch_norm_in = norm(layout.patch_dim) if patch_norm else None
+        self.patch_embed = nn.Linear(layout.patch_dim, dim, bias=patch_bias)
+        self.patch_norm_out = norm(dim) if patch_norm else None
         # Fixed positions on the (rows, time) grid so a shorter input can slice its time axis.
-        if layout.kind == "mixed":
+        if pos_embed == "table":  # filled by an importer; persistent: a checkpoint carries it
+            grid = torch.zeros(layout.n_rows, layout.n_time, dim)
+        elif pos_embed == "table+lead_embed":
+            grid = torch.zeros(1, layout.n_time, dim)
+        elif layout.kind == "mixed":
             grid = sincos_1d(layout.n_time, dim)[None]  # (1, P, dim)
         elif pos_embed == "sincos":
             grid = sincos_2d(layout.n_leads, layout.n_time, dim).reshape(
@@ -272,24 +340,34 @@ class ViT1D(nn.Module):
             )
         else:
             grid = sincos_1d(layout.n_time, dim)[None]  # shared by all leads
-        self.register_buffer("pos_grid", grid, persistent=False)
-        self.lead_embed = (
-            nn.Parameter(torch.zeros(layout.n_leads, dim))
-            if pos_embed == "sincos_time+lead_embed"
-            else None
-        )
+        self.register_buffer("pos_grid", grid, persistent=pos_embed.startswith("table"))
+        self.lead_embed = nn.Parameter(torch.zeros(layout.n_leads, dim)) if lead_embed else None
         self.registers = nn.Parameter(torch.zeros(1, n_registers, dim)) if n_registers else None
+        if sep_tokens:
+            self.sep_embed = nn.Parameter(torch.zeros(dim))
+            self.register_buffer("sep_pos", torch.zeros(2, dim))
         if cropa:
             self.register_buffer(
                 "cropa_full", cropa_mask(layout.n_leads, layout.n_time), persistent=False
             )
-        self.blocks = transformer_blocks(dim, depth, heads, mlp_ratio, qkv_bias, drop_path)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = transformer_blocks(
+            dim,
+            depth,
+            heads,
+            mlp_ratio,
+            qkv_bias,
+            drop_path,
+            norm_eps=norm_eps,
+            norm_bias=norm_bias,
+            proj_bias=proj_bias,
+            layer_scale=layer_scale,
+        )
+        self.norm = norm(dim)
         self._init_weights()
 
     def _init_weights(self) -> None:
         self.apply(init_weights)
-        for param in (self.lead_embed, self.registers):
+        for param in (self.lead_embed, self.registers, getattr(self, "sep_embed", None)):
             if param is not None:
                 nn.init.trunc_normal_(param, std=0.02)
 
@@ -360,8 +438,8 @@ class ViT1D(nn.Module):
             return None
         # A token always sees itself: a row with nothing allowed gives NaN (timm's non-fused path).
         mask = mask | torch.eye(n, dtype=torch.bool, device=mask.device)
-        if self.n_registers:
-            r = self.n_registers
+        if self.n_prefix:
+            r = self.n_prefix
             padded = torch.ones(
                 (*mask.shape[:2], r + n, r + n), dtype=torch.bool, device=mask.device
             )
@@ -370,6 +448,46 @@ class ViT1D(nn.Module):
         return mask
 
     # ------------------------------------------------------------------ forward
+    def _prefix(self, batch: int, dtype: torch.dtype) -> Tensor | None:
+        """Tokens prepended to the sequence, ``(B, R, dim)`` with their positions included
+        (registers carry none), or None."""
+        if self.sep_tokens:  # ST-MEM: per lead l, SEP + pos(left|right) + lead embedding l
+            sep = self.sep_embed[None, None, :] + self.sep_pos[:, None, :]  # (2, 1, dim)
+            tokens = (sep + self.lead_embed[None, :, :]).reshape(-1, self.dim)  # (2C, dim)
+            return tokens[None].expand(batch, -1, -1).to(dtype)
+        if self.registers is not None:
+            return self.registers.expand(batch, -1, -1).to(dtype)
+        return None
+
+    def _encode(self, x: Tensor, idx_keep: Tensor | None, attn_mask: Tensor | None) -> Tensor:
+        """Un-normed outputs of the last block, ``(B, R + K, dim)``, prefix tokens first."""
+        n_time = self._n_time(x)
+        patches = self.patchify(x)
+        if self.patch_norm_in is not None:
+            patches = self.patch_norm_in(patches)
+        tokens = self.patch_embed(patches)  # (B, N, dim)
+        if self.patch_norm_out is not None:
+            tokens = self.patch_norm_out(tokens)
+        pos = self.position_table(n_time)[None].expand(x.shape[0], -1, -1)  # (B, N, dim)
+        if idx_keep is not None:
+            if idx_keep.ndim != 2 or idx_keep.shape[0] != x.shape[0]:
+                raise ValueError(f"idx_keep must be (B, K), got {tuple(idx_keep.shape)}")
+            tokens = gather_tokens(tokens, idx_keep)
+            pos = gather_tokens(pos, idx_keep)
+        b, n, _ = tokens.shape
+        mask = self._attention_mask(b, n, n_time, idx_keep, attn_mask)
+
+        prefix = self._prefix(b, tokens.dtype)
+        if prefix is not None:
+            tokens = torch.cat([prefix, tokens], dim=1)
+            pos = torch.cat([pos.new_zeros(b, prefix.shape[1], self.dim), pos], dim=1)
+        x = tokens
+        for i, block in enumerate(self.blocks):
+            if i == 0 or self.pos_every_block:
+                x = x + pos
+            x = block(x, attn_mask=mask)
+        return x
+
     def forward_tokens(
         self, x: Tensor, idx_keep: Tensor | None = None, attn_mask: Tensor | None = None
     ) -> Tensor:
@@ -383,32 +501,17 @@ class ViT1D(nn.Module):
                 is always allowed.
 
         Returns:
-            ``(B, K, dim)`` (or ``(B, N, dim)``), in the order of ``idx_keep``; registers removed.
+            ``(B, K, dim)`` (or ``(B, N, dim)``), in the order of ``idx_keep``; registers and
+            SEP tokens removed.
         """
-        n_time = self._n_time(x)
-        tokens = self.patch_embed(self.patchify(x))  # (B, N, dim)
-        pos = self.position_table(n_time)[None].expand(x.shape[0], -1, -1)  # (B, N, dim)
-        if idx_keep is not None:
-            if idx_keep.ndim != 2 or idx_keep.shape[0] != x.shape[0]:
-                raise ValueError(f"idx_keep must be (B, K), got {tuple(idx_keep.shape)}")
-            tokens = gather_tokens(tokens, idx_keep)
-            pos = gather_tokens(pos, idx_keep)
-        b, n, _ = tokens.shape
-        mask = self._attention_mask(b, n, n_time, idx_keep, attn_mask)
-
-        r = self.n_registers
-        if r:
-            tokens = torch.cat([self.registers.expand(b, -1, -1).to(tokens.dtype), tokens], dim=1)
-            pos = torch.cat([pos.new_zeros(b, r, self.dim), pos], dim=1)  # registers: no position
-        x = tokens
-        for i, block in enumerate(self.blocks):
-            if i == 0 or self.pos_every_block:
-                x = x + pos
-            x = block(x, attn_mask=mask)
-        return self.norm(x)[:, r:]
+        return self.norm(self._encode(x, idx_keep, attn_mask))[:, self.n_prefix :]
 
     def forward(self, x: Tensor) -> Tensor:
-        """Pooled representation ``(B, num_features)``: mean over all tokens (no class token)."""
+        """Pooled representation ``(B, num_features)``: the mean over all patch tokens (no class
+        token) of the normed tokens, or (``readout="norm_of_mean"``) the final LayerNorm of the
+        mean of the un-normed ones."""
+        if self.readout == "norm_of_mean":
+            return self.norm(self._encode(x, None, None)[:, self.n_prefix :].mean(dim=1))
         return self.forward_tokens(x).mean(dim=1)
 
 
