@@ -196,7 +196,9 @@ def finished_trials(study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def _run_missing_trials(study, objective, trials: int, poll_s: float | None = None):
+def _run_missing_trials(
+    study, objective, trials: int, poll_s: float | None = None, echo: Callable[[str], None] = print
+):
     """Run trials until the study holds ``trials`` finished (complete or pruned) ones: a resumed
     study runs only the missing ones, and workers sharing it (other processes or machines)
     divide them, so exactly ``trials`` run however many workers there are.
@@ -207,8 +209,9 @@ def _run_missing_trials(study, objective, trials: int, poll_s: float | None = No
     trial at the same moment are ordered by trial number: the one beyond ``trials`` is marked
     failed (user attribute ``surplus``) without running.
     """
-    interval, _ = heartbeat()
+    interval, grace = heartbeat()
     poll_s = interval if poll_s is None else poll_s
+    waiting = False
 
     def guarded(trial) -> float:
         taken = study.get_trials(deepcopy=False, states=_TAKEN)
@@ -224,8 +227,16 @@ def _run_missing_trials(study, objective, trials: int, poll_s: float | None = No
             return study
         running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
         if done + running >= trials:  # the others hold the last trials: wait for them
+            if not waiting:
+                echo(
+                    f"waiting: {running} of the study's last trials are running in other workers "
+                    f"(a killed worker's trial is failed after {grace} s without heartbeat and "
+                    "run here)"
+                )
+                waiting = True
             time.sleep(poll_s)
             continue
+        waiting = False
         quiet = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # a surplus trial is no failure to show
         try:
@@ -268,7 +279,7 @@ def tune_protocol(
 
         return _tracked_trial(f"{name}/trial-{trial.number}", trial, overrides, fit, tracking, echo)
 
-    return _run_missing_trials(study, objective, trials)
+    return _run_missing_trials(study, objective, trials, echo=echo)
 
 
 def tune_pretraining(
@@ -308,7 +319,7 @@ def tune_pretraining(
 
         return _tracked_trial(f"{name}/trial-{trial.number}", trial, overrides, fit, tracking, echo)
 
-    return _run_missing_trials(study, objective, trials)
+    return _run_missing_trials(study, objective, trials, echo=echo)
 
 
 def _tracked_trial(run_name: str, trial, overrides: dict, fit, tracking, echo) -> float:

@@ -126,3 +126,31 @@ def test_a_server_that_is_down_is_one_line_with_a_hint(small_synthetic, capsys):
 def test_a_bad_url_is_named(small_synthetic, capsys, url):
     out = _tune_error(capsys, url, small_synthetic)
     assert "not a database URL" in out or "cannot open the Optuna storage" in out
+
+
+def test_a_worker_waits_for_the_last_trial_of_a_dead_worker_then_runs_it(tmp_path, monkeypatch):
+    """In process, on SQLite: the study's only trial is RUNNING in a worker that died after its
+    first heartbeat. The next worker says it waits, the heartbeat fails the trial after its
+    grace, and the worker runs the trial itself: exactly one complete trial."""
+    from bench import tuning
+
+    monkeypatch.setenv("BENCH_OPTUNA_HEARTBEAT_S", "1")  # grace: 3 s
+    storage = tuning._storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    with pytest.warns(UserWarning, match="Heartbeat"):  # optuna: heartbeats expect optimize()
+        dead = study.ask()
+    storage.record_heartbeat(dead._trial_id)  # its last sign of life
+    said: list[str] = []
+    ran: list[int] = []
+
+    def objective(trial) -> float:
+        ran.append(trial.number)
+        return 0.5
+
+    start = time.time()
+    tuning._run_missing_trials(study, objective, 1, poll_s=0.2, echo=said.append)
+    assert len(said) == 1 and said[0].startswith("waiting: 1 of the study's last trials")
+    assert time.time() - start >= 2.5  # it waited for the grace period
+    states = {t.number: t.state for t in study.trials}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL and len(ran) == 1
+    assert states[ran[0]] == optuna.trial.TrialState.COMPLETE
