@@ -30,8 +30,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from tqdm import tqdm
-
+from bench.data.identity import sha256_file
 from bench.errors import DownloadError
 from bench.progress import progress_bar
 
@@ -336,15 +335,6 @@ def parse_sha256sums(text: str) -> dict[str, str]:
     return sums
 
 
-def _sha256_file(path: Path, bar: tqdm) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
-
-
 def _listing(names: Iterable[str]) -> str:
     names = sorted(names)
     shown = ", ".join(names[:_MAX_LISTED])
@@ -368,7 +358,7 @@ def _verify(root: Path, sums: dict[str, str], *, progress: bool) -> tuple[list[s
         leave=False,
     ) as bar:
         for rel in present:
-            if _sha256_file(root / rel, bar) != sums[rel]:
+            if sha256_file(root / rel, on_read=bar.update)[0] != sums[rel]:
                 mismatched.append(rel)
     return missing, mismatched
 

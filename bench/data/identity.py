@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,8 +59,11 @@ def content_fingerprint(pairs: Iterable[tuple[str, str | None]]) -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: Path) -> tuple[str, os.stat_result]:
-    """The file's SHA-256 and its ``stat`` taken on the open file before reading.
+def sha256_file(
+    path: Path, on_read: Callable[[int], None] | None = None
+) -> tuple[str, os.stat_result]:
+    """The file's SHA-256 and its ``stat`` taken on the open file before reading;
+    ``on_read(n)`` after each block of ``n`` bytes (a byte progress bar).
 
     Raises:
         DataError: the file vanished, cannot be read, or changed while it was read.
@@ -72,6 +75,8 @@ def sha256_file(path: Path) -> tuple[str, os.stat_result]:
             # hashlib releases the GIL on blocks this size: threads hash in parallel.
             while block := f.read(_BLOCK):
                 h.update(block)
+                if on_read is not None:
+                    on_read(len(block))
             after = os.fstat(f.fileno())
     except FileNotFoundError:
         raise DataError(
